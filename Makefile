@@ -1,0 +1,38 @@
+# Every target creates or reuses .venv; nothing needs to be installed by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?=
+
+.PHONY: serve chat test install dev clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned, so a CPU machine takes the CPU wheel rather than the CUDA build.
+	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev
+
+# Until the HTTP server lands, `make serve` opens the terminal chat on the same model.
+serve: install
+	$(VENV)/bin/mistral-serve chat $(ARGS)
+
+chat: install
+	$(VENV)/bin/mistral-serve chat $(ARGS)
+
+test: dev
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,174 @@
+"""Attention backends: where the keys and values of a step come from and go to.
+
+The transformer hands each layer's projected q, k, v for the N tokens of a step to a backend;
+the backend stores k/v in whatever cache it owns and returns the attention output. The model thus
+knows nothing of requests, and the engine can swap a paged cache in without touching the model.
+
+Tokens of a step are laid out flat: sequence 0's new tokens, then sequence 1's, and so on.
+
+Sliding window, worked example (window w=3): the token at position 5 attends positions 3, 4, 5,
+i.e. key j is visible to query i when i - w < j <= i. This matches the reference
+(`kv_idx > q_idx - sliding_window`).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class AttentionBackend(Protocol):
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """q (N, H, D), k and v (N, KV, D) for this step's tokens -> (N, H, D)."""
+        ...
+
+
+def window_mask(q_start: int, n_q: int, n_k: int, k_start: int, window: int | None,
+                device: torch.device) -> Tensor | None:
+    """Boolean (n_q, n_k) mask, True = visible, for queries at positions q_start.. and keys at
+    k_start..; None when plain causal attention with aligned ends is exact."""
+    q_pos = torch.arange(q_start, q_start + n_q, device=device)[:, None]
+    k_pos = torch.arange(k_start, k_start + n_k, device=device)[None, :]
+    visible = k_pos <= q_pos
+    if window is not None:
+        visible &= k_pos > q_pos - window
+    return visible
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, q_start: int, k_start: int,
+         window: int | None) -> Tensor:
+    """One sequence: q (n_q, H, D) at positions q_start..; k, v (n_k, KV, D) at k_start..
+    -> (n_q, H, D). Keys must end where queries end (the cache already holds this step)."""
+    n_q, n_k = q.shape[0], k.shape[0]
+    # (heads, tokens, D) for scaled_dot_product_attention; GQA handled by enable_gqa.
+    qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    gqa = q.shape[1] != k.shape[1]
+    if n_q == 1 and (window is None or n_k <= window):
+        out = F.scaled_dot_product_attention(qh, kh, vh, enable_gqa=gqa)
+    elif q_start == k_start and (window is None or n_q <= window):
+        out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, enable_gqa=gqa)
+    else:
+        mask = window_mask(q_start, n_q, n_k, k_start, window, q.device)
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, enable_gqa=gqa)
+    return out.transpose(0, 1)
+
+
+def split_lengths(total: int, seq_lens: Sequence[int]) -> list[int]:
+    if sum(seq_lens) != total:
+        raise ValueError(f"sequence lengths {list(seq_lens)} do not add up to {total} tokens")
+    return list(seq_lens)
+
+
+class NoCache:
+    """Full forward without a cache: every sequence starts at position 0."""
+
+    def __init__(self, seq_lens: Sequence[int], window: int | None) -> None:
+        self.seq_lens = list(seq_lens)
+        self.window = window
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        lens = split_lengths(q.shape[0], self.seq_lens)
+        outs = [sdpa(qs, ks, vs, 0, 0, self.window)
+                for qs, ks, vs in zip(q.split(lens), k.split(lens), v.split(lens))]
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+class DenseKVCache:
+    """A contiguous cache for a fixed batch of sequences: k/v (layers, B, max_len, KV, D).
+
+    Call `begin_step(new_lens)` before each forward with how many tokens each sequence adds
+    (0 to skip one); sequence b's tokens go to positions length[b] .. length[b] + new_lens[b].
+    """
+
+    def __init__(self, n_layers: int, batch: int, max_len: int, n_kv_heads: int, head_dim: int,
+                 window: int | None, dtype: torch.dtype, device: torch.device) -> None:
+        shape = (n_layers, batch, max_len, n_kv_heads, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.lengths = [0] * batch
+        self.window = window
+        self.max_len = max_len
+        self._step: list[int] = [0] * batch
+
+    def begin_step(self, new_lens: Sequence[int]) -> None:
+        if len(new_lens) != len(self.lengths):
+            raise ValueError(f"expected {len(self.lengths)} lengths, got {len(new_lens)}")
+        for b, n in enumerate(new_lens):
+            if self.lengths[b] + n > self.max_len:
+                raise ValueError(f"sequence {b} would hold {self.lengths[b] + n} tokens, "
+                                 f"cache holds {self.max_len}")
+        self._step = list(new_lens)
+
+    def end_step(self) -> None:
+        self.lengths = [n + m for n, m in zip(self.lengths, self._step)]
+        self._step = [0] * len(self.lengths)
+
+    def positions(self, device: torch.device | None = None) -> Tensor:
+        """(N,) absolute positions of this step's tokens."""
+        return torch.cat([torch.arange(s, s + n) for s, n in zip(self.lengths, self._step)]).to(device)
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        outs = []
+        offset = 0
+        for b, n in enumerate(self._step):
+            if n == 0:
+                continue
+            start = self.lengths[b]
+            end = start + n
+            self.k[layer, b, start:end] = k[offset:offset + n]
+            self.v[layer, b, start:end] = v[offset:offset + n]
+            # Keys older than the window can never be seen by this step's queries.
+            k_start = 0 if self.window is None else max(0, start - self.window + 1)
+            outs.append(sdpa(q[offset:offset + n], self.k[layer, b, k_start:end],
+                             self.v[layer, b, k_start:end], start, k_start, self.window))
+            offset += n
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+class PagedKVCache:
+    """Keys and values in fixed-size blocks: k/v (layers, num_blocks * block_size, KV, D).
+
+    A sequence's block table maps its position p to slot table[p // bs] * bs + p % bs. Before
+    each forward, `begin_step` gets (block table, first new position, number of new tokens) for
+    every sequence of the flat batch. Storage is allocated with torch.empty: a slot is always
+    written before any query can see it, and on CPUs untouched pages cost no memory.
+    """
+
+    def __init__(self, n_layers: int, num_blocks: int, block_size: int, n_kv_heads: int,
+                 head_dim: int, window: int | None, dtype: torch.dtype, device: torch.device) -> None:
+        shape = (n_layers, num_blocks * block_size, n_kv_heads, head_dim)
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.block_size = block_size
+        self.window = window
+        self.device = device
+        self._write: Tensor | None = None
+        self._seqs: list[tuple[int, int, int, Tensor]] = []  # (start, n, k_start, read slots)
+
+    def _slots(self, table: Sequence[int], start: int, end: int) -> Tensor:
+        pos = torch.arange(start, end)
+        blocks = torch.tensor(table, dtype=torch.long)[pos // self.block_size]
+        return blocks * self.block_size + pos % self.block_size
+
+    def begin_step(self, seqs: Sequence[tuple[Sequence[int], int, int]]) -> None:
+        writes, self._seqs = [], []
+        for table, start, n in seqs:
+            end = start + n
+            k_start = 0 if self.window is None else max(0, start - self.window + 1)
+            read = self._slots(table, k_start, end)
+            writes.append(read[start - k_start:])
+            self._seqs.append((start, n, k_start, read.to(self.device)))
+        self._write = torch.cat(writes).to(self.device)
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        k_cache, v_cache = self.k[layer], self.v[layer]
+        k_cache.index_copy_(0, self._write, k)
+        v_cache.index_copy_(0, self._write, v)
+        outs, offset = [], 0
+        for start, n, k_start, read in self._seqs:
+            outs.append(sdpa(q[offset:offset + n], k_cache[read], v_cache[read], start, k_start, self.window))
+            offset += n
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
