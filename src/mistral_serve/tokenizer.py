@@ -1,0 +1,454 @@
+"""Tokenizer and chat template: a thin layer over mistral-common.
+
+mistral-common owns the Mistral chat formats (`[INST]`, system prompts, tool calls) for every
+tokenizer version, so prompts are never assembled here by hand. This module adds what a server
+needs around it: finding and loading the tokenizer file of a checkpoint with errors that name the
+file, turning OpenAI-style messages into a request with errors an API user can read, and
+streaming detokenization that never splits a character.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import mistral_common
+from mistral_common.exceptions import MistralCommonException
+from mistral_common.protocol.instruct.normalize import get_normalizer
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.protocol.instruct.validator import ValidationMode, get_validator
+from mistral_common.tokens.tokenizers.base import TokenizerVersion
+from mistral_common.tokens.tokenizers.instruct import InstructTokenizerV3
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenizer
+from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+from pydantic import ValidationError
+
+
+class TokenizerError(ValueError):
+    """Tokenizer file cannot be read/used. Message names the file."""
+
+
+class ChatTemplateError(ValueError):
+    """A chat request the template cannot express.
+
+    The message names the rule broken (e.g. 'the conversation must start with a user or system
+    message'), readable for an API user.
+    """
+
+
+# `name.model.v3`, `name.model.v7m1`: the version suffixes mistral-common understands. The
+# optional `mN` part marks a multimodal variant (same text vocabulary, plus an image encoder).
+_VERSIONED_SPM = re.compile(r"\.model\.v(\d+)(m\d+)?$")
+
+# Serving-mode validation insists on a model name; it plays no part in tokenization.
+_REQUEST_MODEL = "mistral-serve"
+
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def find_tokenizer_file(folder: Path) -> Path | None:
+    """The tokenizer file of a checkpoint folder, or None if it has none.
+
+    Preference: a tekken file (`*tekken*.json`), then the highest-versioned sentencepiece file
+    (`*.model.vN`, v7 over v3), then a bare `tokenizer.model`. Checkpoints often ship several
+    (e.g. `tokenizer.model` next to `tokenizer.model.v3`); the versioned one says which chat
+    format the model was trained with, the bare one leaves mistral-common guessing v1.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+
+    tekken = [p for p in files if "tekken" in p.name and p.suffix == ".json"]
+    if tekken:
+        # Several tekken files are unusual; take the canonical name, else the last by name
+        # (mistral-common's own files are date-stamped, so that is the newest).
+        canonical = [p for p in tekken if p.name == "tekken.json"]
+        return (canonical or tekken)[-1]
+
+    versioned = [(p, m) for p in files if (m := _VERSIONED_SPM.search(p.name))]
+    if versioned:
+        # Highest version wins; at equal version prefer the text-only file over a multimodal
+        # variant, since both tokenize text the same way.
+        best, _ = max(versioned, key=lambda pm: (int(pm[1].group(1)), pm[1].group(2) is None))
+        return best
+
+    bare = folder / "tokenizer.model"
+    return bare if bare.is_file() else None
+
+
+def bundled_tokenizer_file(version: str) -> Path:
+    """A tokenizer file shipped inside mistral-common (`mistral_common/data`).
+
+    `version` is a sentencepiece version suffix ("v1", "v2", "v3", "v7", "v7m1") or the stem of a
+    bundled tekken file ("tekken_240718"). Raises ValueError when no bundled file matches.
+    """
+    data = Path(mistral_common.__file__).parent / "data"
+    available: dict[str, Path] = {}
+    for path in sorted(data.iterdir()):
+        match = _VERSIONED_SPM.search(path.name)
+        if match:
+            available[f"v{match.group(1)}{match.group(2) or ''}"] = path
+        elif "tekken" in path.name and path.suffix == ".json":
+            available[path.stem] = path
+    if version not in available:
+        raise ValueError(f"mistral-common bundles no tokenizer for {version!r} "
+                         f"(available: {', '.join(sorted(available))})")
+    return available[version]
+
+
+def _load_mistral_tokenizer(path: Path) -> MistralTokenizer:
+    mode = ValidationMode.serving
+    if path.name.endswith(".model"):
+        # mistral-common reads an unversioned `*.model` as v1. Checkpoints such as
+        # Mistral-7B-Instruct-v0.3 ship their v3 vocabulary under that name too, and the v1
+        # template would spell `[INST]` as plain text instead of using the control token the
+        # model was trained on. A v3 vocabulary is recognisable: 32768 pieces with `[INST]`
+        # as a control piece.
+        spm = SentencePieceTokenizer(path)
+        if spm.n_words == 32768 and spm.is_special("[INST]"):
+            return _assemble_v3(path, mode)
+    return MistralTokenizer.from_file(path, mode=mode)
+
+
+def _assemble_v3(path: Path, mode: ValidationMode) -> MistralTokenizer:
+    # The same parts MistralTokenizer.from_file puts together for a v3 sentencepiece file, only
+    # with the version given instead of read from the file name. A `.model` name carries no
+    # multimodal suffix, so there is no image encoder to wire in.
+    version = TokenizerVersion.v3
+    spm = SentencePieceTokenizer(path, tokenizer_version=version)
+    return MistralTokenizer(
+        InstructTokenizerV3(spm),
+        validator=get_validator(version, mode=mode),
+        request_normalizer=get_normalizer(version, spm.model_settings_builder),
+    )
+
+
+class Tokenizer:
+    """A checkpoint's tokenizer: chat template, raw text, and decoding."""
+
+    path: Path
+    version: str
+    vocab_size: int
+    bos_id: int
+    eos_id: int
+    supports_tools: bool
+
+    def __init__(self, path: Path, mistral: MistralTokenizer) -> None:
+        """Wrap an assembled MistralTokenizer; use `from_file` to load one."""
+        self.path = Path(path)
+        self._mistral = mistral
+        raw = mistral.instruct_tokenizer.tokenizer
+        if not isinstance(raw, (SentencePieceTokenizer, Tekkenizer)):
+            raise TokenizerError(f"{self.path}: unsupported tokenizer type {type(raw).__name__}")
+        self._raw: SentencePieceTokenizer | Tekkenizer = raw
+        self.version = mistral.version.value
+        self.vocab_size = raw.n_words
+        self.bos_id = raw.bos_id
+        self.eos_id = raw.eos_id
+        # Tool calls ([AVAILABLE_TOOLS], [TOOL_CALLS], ...) arrived with the v3 formats.
+        self.supports_tools = mistral.version >= TokenizerVersion.v3
+        self._run_bytes = self._run_bytes_function()
+
+    @classmethod
+    def from_file(cls, path: Path) -> Tokenizer:
+        """Load a tekken (`*tekken*.json`) or sentencepiece (`*.model`, `*.model.vN`) file.
+
+        Any failure (missing, corrupt, unknown format) raises TokenizerError naming the file.
+        """
+        path = Path(path)
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise TokenizerError(f"tokenizer file {path} {what}")
+        try:
+            mistral = _load_mistral_tokenizer(path)
+        except Exception as err:  # sentencepiece, tiktoken and json each fail in their own way
+            detail = getattr(err, "message", None) or str(err) or type(err).__name__
+            raise TokenizerError(f"cannot load tokenizer file {path}: {detail}") from err
+        return cls(path, mistral)
+
+    def __reduce__(self) -> tuple[Callable[[Path], Tokenizer], tuple[Path]]:
+        # MistralTokenizer pickles as "from_file(path)", which would lose a v3 vocabulary
+        # recognised under a bare `tokenizer.model` name; reload through our own loader instead.
+        return Tokenizer.from_file, (self.path,)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(path={str(self.path)!r}, version={self.version!r}, vocab_size={self.vocab_size})"
+
+    # -- chat ------------------------------------------------------------------------------
+
+    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        """The prompt tokens for an OpenAI-style conversation, as mistral-common encodes it.
+
+        Messages: {"role": "system" | "developer" | "user" | "assistant" | "tool", "content": str,
+        a list of {"type": "text", "text": ...} parts, or None (assistant with tool calls), plus
+        the optional OpenAI fields "name", "tool_calls", "tool_call_id". The conversation must
+        end with a user or tool message: the model answers next. Raises ChatTemplateError with a
+        readable message for anything the template cannot express.
+        """
+        if not self.supports_tools:
+            # mistral-common's v1/v2 formats drop a tools list without a word.
+            if tools or any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls"))
+                            for m in (messages if isinstance(messages, list) else ())):
+                raise ChatTemplateError(f"this model's chat format ({self.version} tokenizer) does "
+                                        "not support tools or tool calls")
+        prepared = _prepare_messages(messages)
+        try:
+            request = ChatCompletionRequest.from_openai(
+                prepared, tools=tools or None, model=_REQUEST_MODEL)
+            tokenized = self._mistral.encode_chat_completion(request)
+        except MistralCommonException as err:
+            raise ChatTemplateError(f"invalid conversation: {err.message}") from err
+        except ValidationError as err:
+            raise ChatTemplateError(f"invalid conversation: {_describe_validation(err)}") from err
+        except KeyError as err:
+            raise ChatTemplateError(f"invalid conversation: missing field {err}") from err
+        except (ValueError, TypeError, AssertionError) as err:
+            # mistral-common states some of its request rules as plain exceptions or asserts
+            # (e.g. "Assistant message must have content"); they are still the caller's mistake.
+            raise ChatTemplateError(f"invalid conversation: {err}") from err
+        return list(tokenized.tokens)
+
+    # -- raw text --------------------------------------------------------------------------
+
+    def encode(self, text: str, bos: bool = True) -> list[int]:
+        """Raw text, no template (for /v1/completions)."""
+        return self._raw.encode(text, bos=bos, eos=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text as mistral-common decodes it: control tokens dropped."""
+        return self._mistral.decode(list(ids))
+
+    def id_to_piece(self, i: int) -> str:
+        return self._raw.id_to_piece(i)
+
+    def is_control(self, i: int) -> bool:
+        return self._raw.is_special(i)
+
+    def detokenizer(self) -> IncrementalDetokenizer:
+        return IncrementalDetokenizer(self)
+
+    # -- what the detokenizer needs to know about bytes -------------------------------------
+
+    def _run_bytes_function(self) -> Callable[[int], bytes | None]:
+        """For each token: the raw bytes it adds to the decoder's current byte run, or None when
+        the token ends the run (the decoder turns the bytes gathered so far into text there)."""
+        raw = self._raw
+        if isinstance(raw, Tekkenizer):
+            # tekken decodes each stretch of ordinary tokens as one byte string, and any of its
+            # tokens may hold part of a character; special tokens split the stretches.
+            def tekken_bytes(token_id: int) -> bytes | None:
+                return None if raw.is_special(token_id) else raw.id_to_byte_piece(token_id)
+            return tekken_bytes
+
+        # sentencepiece pieces are whole characters; only the 256 byte-fallback pieces
+        # (`<0xE4>`) carry partial characters, and any other piece ends a run of them.
+        index = {piece: i for i, piece in enumerate(raw.vocab())}
+        byte_of: dict[int, bytes] = {}
+        for value in range(256):
+            token_id = index.get(f"<0x{value:02X}>")
+            if token_id is not None and not raw.is_special(token_id):
+                byte_of[token_id] = bytes([value])
+        return byte_of.get
+
+    def _ends_inside_character(self, ids: Sequence[int]) -> bool:
+        """Whether decoding `ids` now would cut a UTF-8 character that later tokens may finish."""
+        # A UTF-8 character is at most 4 bytes, so only the last 3 bytes of the trailing run
+        # can be an unfinished one; they come from at most the last 3 tokens.
+        tail = b""
+        for token_id in reversed(ids[-3:]):
+            piece = self._run_bytes(token_id)
+            if piece is None:
+                break
+            tail = piece + tail
+            if len(tail) >= 3:
+                break
+        return _has_unfinished_character(tail[-3:])
+
+
+def _has_unfinished_character(tail: bytes) -> bool:
+    """Whether some suffix of `tail` is a lead byte followed by too few continuation bytes.
+
+    Deliberately lenient (it accepts lead bytes a strict decoder rejects, such as 0xC0): holding
+    text back a token longer than needed is harmless, releasing half a character is not.
+    """
+    for start in range(len(tail)):
+        lead, rest = tail[start], tail[start + 1:]
+        if not all(0x80 <= b <= 0xBF for b in rest):
+            continue
+        if 0xC0 <= lead <= 0xDF:
+            needed = 2
+        elif 0xE0 <= lead <= 0xEF:
+            needed = 3
+        elif 0xF0 <= lead <= 0xF7:
+            needed = 4
+        else:
+            continue
+        if 1 + len(rest) < needed:
+            return True
+    return False
+
+
+def _prepare_messages(messages: Any) -> list[dict]:
+    """Check what mistral-common accepts silently or reports obscurely; map "developer" to
+    "system". Returns new dicts; the caller's are left alone."""
+    if not isinstance(messages, list):
+        raise ChatTemplateError("messages must be a list of message objects")
+    if not messages:
+        raise ChatTemplateError("the conversation must contain at least one message")
+
+    prepared: list[dict] = []
+    for index, message in enumerate(messages):
+        where = f"message {index}"
+        if not isinstance(message, dict):
+            raise ChatTemplateError(f"{where} must be an object with a 'role'")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise ChatTemplateError(f"{where} has unknown role {role!r} (expected one of "
+                                    f"{', '.join(_ROLES)})")
+        _check_content(message.get("content"), role, f"{where} ({role})")
+        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            # mistral-common would fail with a bare KeyError here.
+            raise ChatTemplateError(f"{where} (tool): a tool message needs the 'tool_call_id' "
+                                    "of the call it answers")
+        prepared.append({**message, "role": "system" if role == "developer" else role})
+
+    # mistral-common checks the first role only for one-message conversations, and encodes e.g.
+    # [assistant, user] with an empty first [INST] block: not a conversation the model has seen.
+    first = prepared[0]["role"]
+    if first not in ("system", "user"):
+        raise ChatTemplateError(f"the conversation must start with a user or system message, "
+                                f"not {first}")
+    # The model writes the next assistant turn, so the conversation has to hand over to it.
+    # (Like mistral-common, a lone system message is let through.)
+    last = prepared[-1]["role"]
+    if len(prepared) > 1 and last not in ("user", "tool"):
+        raise ChatTemplateError(f"the last message must be a user or tool message, not {last}")
+    return prepared
+
+
+def _check_content(content: Any, role: str, where: str) -> None:
+    if isinstance(content, str):
+        return
+    if content is None:
+        # An assistant turn may consist of tool calls only; mistral-common checks that pairing.
+        if role != "assistant":
+            raise ChatTemplateError(f"{where}: content must be a string or a list of text parts")
+        return
+    if not isinstance(content, list):
+        raise ChatTemplateError(f"{where}: content must be a string or a list of text parts, "
+                                f"not {type(content).__name__}")
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind is None:
+            raise ChatTemplateError(f"{where}: every content part needs a 'type'")
+        if kind != "text":
+            raise ChatTemplateError(f"{where}: content parts of type {kind!r} are not supported; "
+                                    "this model reads text parts only")
+        if not isinstance(part.get("text"), str):
+            raise ChatTemplateError(f"{where}: a text part needs a string 'text'")
+
+
+def _describe_validation(err: ValidationError) -> str:
+    # pydantic's own message spans many lines and links to its docs; one line per problem
+    # ("content: Input should be a valid string") is what an API user can act on.
+    problems = []
+    for problem in err.errors():
+        location = ".".join(str(part) for part in problem.get("loc", ()))
+        problems.append(f"{location}: {problem['msg']}" if location else problem["msg"])
+    return "; ".join(problems) or str(err)
+
+
+class IncrementalDetokenizer:
+    """For streaming: feed generated token ids one at a time, get new text pieces.
+
+    `"".join(pieces) + flush()` is always exactly `tokenizer.decode(token_ids)`, and no piece
+    ends in the middle of a character.
+
+    Decoding a slice of tokens on its own differs from decoding it in place (sentencepiece drops
+    the leading space of the first piece; bytes of one character may be split off), so each new
+    piece is the difference between decoding a short window of already-emitted tokens with and
+    without the new ones. The window starts where an earlier piece was released, a point where
+    the decoder holds no partial character, and it decodes to non-empty text, so the decoder is
+    past the start-of-text rules by the time it reaches the new tokens: exactly as in the full
+    decode.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self.token_ids: list[int] = []
+        self._pieces: list[str] = []
+        # The window: token groups released in earlier steps (each starts at a clean character
+        # boundary) and what they decode to together.
+        self._window: list[list[int]] = []
+        self._window_text = ""
+        self._unreleased_from = 0  # token_ids[_unreleased_from:] are not yet part of any piece
+
+    @property
+    def text(self) -> str:
+        """All text emitted so far."""
+        return "".join(self._pieces)
+
+    def add(self, token_id: int) -> str:
+        """The new text since the last call; '' when held back."""
+        self.token_ids.append(token_id)
+        if self._tokenizer._ends_inside_character(self.token_ids):
+            # The tail is an incomplete byte sequence: decoding now would show U+FFFD for a
+            # character the next tokens may complete. A U+FFFD that is really in the output
+            # (the vocabulary's own piece, or bytes that can never form a character) is not
+            # held.
+            return ""
+        return self._release()
+
+    def flush(self) -> str:
+        """At the end of generation: whatever is still held back."""
+        if self._unreleased_from == len(self.token_ids):
+            return ""
+        return self._release()
+
+    def _release(self) -> str:
+        tokenizer = self._tokenizer
+        new_ids = self.token_ids[self._unreleased_from:]
+        self._unreleased_from = len(self.token_ids)
+        window_ids = [i for group in self._window for i in group]
+        text = tokenizer.decode(window_ids + new_ids)
+        if text.startswith(self._window_text):
+            piece = text[len(self._window_text):]
+        else:
+            # Cannot happen while the window starts on a character boundary; should a tokenizer
+            # break that, fall back to the full decode (slow, but the text stays exact).
+            full = tokenizer.decode(self.token_ids)
+            emitted = self.text
+            piece = full[len(emitted):] if full.startswith(emitted) else ""
+            self._window, self._window_text = [list(self.token_ids)], full
+            self._pieces.append(piece)
+            return piece
+        self._pieces.append(piece)
+        self._slide_window(new_ids, text)
+        return piece
+
+    def _slide_window(self, new_ids: list[int], text: str) -> None:
+        tokenizer = self._tokenizer
+        alone = tokenizer.decode(new_ids) if self._window else text
+        if alone:
+            # The usual case: the tokens just released make a window of their own.
+            self._window, self._window_text = [new_ids], alone
+            return
+        # The new tokens decode to nothing by themselves (control tokens, a lone "▁" that
+        # sentencepiece strips at the start). Keep the older tokens so the next piece is still
+        # decoded as mid-text. Control tokens at a character boundary change nothing for what
+        # follows, so they are left out and cannot pile up.
+        kept = [i for i in new_ids if not tokenizer.is_control(i)]
+        if kept:
+            self._window.append(kept)
+        self._window_text = text
+        # Drop leading groups while the rest still decodes to text (a run of lone "▁" pieces).
+        while len(self._window) > 1:
+            rest = [i for group in self._window[1:] for i in group]
+            rest_text = tokenizer.decode(rest)
+            if not rest_text:
+                break
+            self._window, self._window_text = self._window[1:], rest_text
