@@ -157,3 +157,31 @@ def test_invalid_config_values(tmp_path):
     expect_error(folder, "params.json", "n_kv_heads")
     (folder / "params.json").write_text("{not json")
     expect_error(folder, "params.json", "JSON")
+
+
+PEAK_PROBE = """
+import pathlib, sys, torch
+from mistral_serve.model.loader import load_folder
+def hwm_kb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+before = hwm_kb()
+model = load_folder(pathlib.Path(sys.argv[1]), dtype=torch.float32)
+print(hwm_kb() - before)
+"""
+
+
+def test_peak_memory_stays_near_the_model_size(tmp_path):
+    """Loading reads one tensor at a time: the process's peak memory grows by about the model's
+    size, never twice it."""
+    import subprocess
+    import sys
+
+    args = ModelArgs(dim=512, n_layers=6, head_dim=64, hidden_dim=2048, n_heads=8, n_kv_heads=2,
+                     vocab_size=32768)
+    folder = tmp_path / "big"
+    write_checkpoint(folder, args, random_parameters(args), dtype=torch.float32)
+    model_kb = args.n_params * 4 / 1024
+    result = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(folder)], capture_output=True, text=True,
+                            check=True)
+    growth_kb = int(result.stdout.split()[-1])
+    assert growth_kb < 1.3 * model_kb, f"peak grew by {growth_kb / 1024:.0f} MiB for a {model_kb / 1024:.0f} MiB model"

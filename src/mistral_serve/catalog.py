@@ -1,0 +1,74 @@
+"""Model cards: how a loaded checkpoint is named and described to API users.
+
+The hosted hub serves Mistral 7B Instruct as `open-mistral-7b`; a checkpoint with the Mistral 7B
+shape gets that card. The built-in demo also answers to `open-mistral-7b`, so that the requests on
+the hub's model page work against a fresh install, but it is labelled a demo everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model.args import PRESETS, ModelArgs
+
+MISTRAL_7B_ID = "open-mistral-7b"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    id: str
+    display_name: str
+    description: str
+    summary: str
+    parameter_count: int
+    context_length: int
+    mixture_of_experts: bool = False
+    multilingual: str = "Unknown"
+    quantization: str = "none"
+    developer: str = "Mistral AI"
+    demo: bool = False
+
+    @property
+    def parameter_label(self) -> str:
+        """Human-readable size: '7 billion', '21 million'."""
+        n = self.parameter_count
+        if n >= 1e9:
+            return f"{round(n / 1e9)} billion"
+        return f"{round(n / 1e6)} million"
+
+
+_MISTRAL_7B_DESCRIPTION = (
+    "Mistral 7B is a 7 billion parameter LLM that excels in general-purpose language tasks, "
+    "including text generation, question answering, and code tasks. It balances natural language "
+    "and programming performance, comparable to specialised models like CodeLlama 7B.")
+
+
+def _same_shape(args: ModelArgs, other: ModelArgs) -> bool:
+    keys = ("dim", "n_layers", "head_dim", "hidden_dim", "n_heads", "n_kv_heads")
+    return all(getattr(args, k) == getattr(other, k) for k in keys)
+
+
+def card_for(args: ModelArgs, source: str, *, demo: bool = False, quantization: str = "none",
+             served_name: str | None = None) -> ModelCard:
+    """The card of a loaded model. `source` is the folder or hub id it came from."""
+    if demo:
+        return ModelCard(
+            id=served_name or MISTRAL_7B_ID,
+            display_name="Mistral 7B (demo: tiny random model)",
+            description=("Built-in demo: the real Mistral 7B v0.3 tokenizer and chat template on a tiny "
+                         "model with random weights. It answers instantly and produces random text; "
+                         "start the server with --model to serve real Mistral 7B weights."),
+            summary="Demo model with random weights: output is random text",
+            parameter_count=args.n_params, context_length=args.max_seq_len,
+            quantization=quantization, demo=True)
+    if _same_shape(args, PRESETS["mistral-7b-v0.3"]):
+        return ModelCard(
+            id=served_name or MISTRAL_7B_ID, display_name="Mistral 7B",
+            description=_MISTRAL_7B_DESCRIPTION, summary="General-purpose open model",
+            parameter_count=args.n_params, context_length=args.max_seq_len, quantization=quantization)
+    name = source.rstrip("/").split("/")[-1] or "model"
+    return ModelCard(
+        id=served_name or name.lower(), display_name=name,
+        description=f"A Mistral-architecture model loaded from {source}.",
+        summary="Mistral-architecture model", parameter_count=args.n_params,
+        context_length=args.max_seq_len, quantization=quantization)

@@ -1,0 +1,130 @@
+"""What each `mistral-serve` subcommand does, once its arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, TextIO
+
+from .config import ModelConfig
+from .model.errors import CheckpointError
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as one line, exit code 2."""
+
+
+def _load(cfg: ModelConfig):
+    from .loading import load
+
+    try:
+        loaded = load(cfg)
+    except (CheckpointError, ValueError) as err:
+        raise UserError(str(err)) from None
+    if loaded.card.demo:
+        print(f"Loaded the demo model ({loaded.card.parameter_label} parameters, random weights: "
+              "it produces random text). Use --model to load real weights.", file=sys.stderr)
+    return loaded
+
+
+def stream_answer(loaded, prompt_ids: list[int], ns: argparse.Namespace,
+                  out: TextIO = sys.stdout) -> str:
+    """Generate and print an answer piece by piece; Ctrl-C ends the answer early."""
+    from .model.generate import generate, temperature_picker
+
+    room = loaded.args.max_seq_len - len(prompt_ids)
+    if room <= 0:
+        raise UserError(f"the prompt has {len(prompt_ids)} tokens; the model's context is "
+                        f"{loaded.args.max_seq_len}")
+    detok = loaded.tokenizer.detokenizer()
+    tokens = generate(loaded.model, prompt_ids, min(ns.max_tokens, room),
+                      temperature_picker(ns.temperature, ns.seed), stop_ids=[loaded.tokenizer.eos_id])
+    try:
+        for token in tokens:
+            if token == loaded.tokenizer.eos_id:
+                break
+            out.write(detok.add(token))
+            out.flush()
+    except KeyboardInterrupt:
+        out.write(" [stopped]")
+    out.write(detok.flush() + "\n")
+    out.flush()
+    return detok.text
+
+
+def _chat_prompt(loaded, messages: list[dict]) -> list[int]:
+    from .tokenizer import ChatTemplateError
+
+    try:
+        return loaded.tokenizer.encode_chat(messages)
+    except ChatTemplateError as err:
+        raise UserError(str(err)) from None
+
+
+def cmd_chat(ns: argparse.Namespace, cfg: ModelConfig) -> int:
+    loaded = _load(cfg)
+    print(f"Chatting with {loaded.card.display_name}. Ctrl-C stops an answer; Ctrl-D or /exit quits; "
+          "/clear forgets the conversation.", file=sys.stderr)
+    history: list[dict] = [{"role": "system", "content": ns.system}] if ns.system else []
+    base = len(history)
+    while True:
+        try:
+            line = input(">>> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit", "/bye"):
+            return 0
+        if text == "/clear":
+            del history[base:]
+            continue
+        history.append({"role": "user", "content": line})
+        try:
+            answer = stream_answer(loaded, _chat_prompt(loaded, history), ns)
+        except UserError as err:
+            history.pop()
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        history.append({"role": "assistant", "content": answer})
+
+
+def cmd_generate(ns: argparse.Namespace, cfg: ModelConfig) -> int:
+    loaded = _load(cfg)
+    if ns.raw:
+        prompt = loaded.tokenizer.encode(ns.prompt, bos=True)
+    else:
+        messages = ([{"role": "system", "content": ns.system}] if ns.system else [])
+        prompt = _chat_prompt(loaded, messages + [{"role": "user", "content": ns.prompt}])
+    stream_answer(loaded, prompt, ns)
+    return 0
+
+
+def cmd_init(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+    from .model.args import preset
+    from .model.hardware import DTYPES
+    from .random_checkpoint import write_random_checkpoint
+
+    if ns.out.exists() and any(ns.out.iterdir()):
+        raise UserError(f"{ns.out}: folder exists and is not empty")
+    args = preset(ns.preset)
+    write_random_checkpoint(args, ns.out, dtype=DTYPES[ns.dtype], layout=ns.layout, seed=ns.seed)
+    print(f"wrote a random {ns.preset} checkpoint ({args.n_params / 1e9:.2f}B parameters, {ns.dtype}, "
+          f"{ns.layout} layout) to {ns.out}")
+    return 0
+
+
+def cmd_serve(ns: argparse.Namespace, cfg: ModelConfig) -> int:
+    raise UserError("the HTTP server is not built yet (see the README's status); "
+                    "use `mistral-serve chat` or `mistral-serve generate`")
+
+
+COMMANDS: dict[str | None, Callable[..., int]] = {
+    "serve": cmd_serve, None: cmd_serve, "chat": cmd_chat, "generate": cmd_generate, "init": cmd_init,
+}
+
+
+def run(command: str | None, ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+    return COMMANDS[command](ns, cfg)
