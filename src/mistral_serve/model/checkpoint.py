@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .args import ModelArgs
 from .errors import CheckpointError
+from .safetensors_io import SafetensorsFile
 
 Layout = Literal["hf", "mistral"]
 
@@ -69,14 +70,8 @@ def _mistral_weight_map(root: Path) -> dict[str, Path] | None:
 
 
 def _tensor_names(path: Path) -> list[str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except Exception as err:  # safetensors raises its own error types for each kind of damage
-        raise CheckpointError(f"{path}: not a readable safetensors file "
-                              f"(truncated or corrupt?): {err}") from None
+    with SafetensorsFile(path) as f:
+        return list(f.tensors)
 
 
 def find_checkpoint(root: Path) -> CheckpointFiles:

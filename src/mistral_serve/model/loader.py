@@ -1,8 +1,10 @@
 """Build a Transformer from a checkpoint folder, one tensor at a time.
 
-The model is first created on the `meta` device (no memory); each weight is then read from the
-memory-mapped safetensors file, converted to the compute dtype and moved to the device before the
-next is read, so peak memory stays near the size of the model itself.
+The model is first created on the `meta` device (no memory). Each parameter is then allocated
+once in its final dtype and filled straight from the file: a checkpoint tensor already in that
+dtype is read into it (into its rows, for the fused q/k/v and gate/up weights) with no copy in
+between; one that needs a dtype change or a rotary reorder goes through a single temporary. Peak
+memory is the model plus one tensor.
 """
 
 from __future__ import annotations
@@ -11,62 +13,64 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from torch import Tensor
 
 from .args import ModelArgs
-from .checkpoint import CheckpointFiles, expected_shapes, find_checkpoint, parameter_sources, read_args
+from .checkpoint import CheckpointFiles, Source, expected_shapes, find_checkpoint, parameter_sources, read_args
 from .errors import CheckpointError
 from .rope import inv_frequencies
+from .safetensors_io import SafetensorsFile
 from .transformer import Transformer
 
 
-def check_tensors(files: CheckpointFiles, args: ModelArgs, handles: dict[Path, object]) -> None:
-    """Every tensor the configuration implies is present with the implied shape."""
+def check_tensors(files: CheckpointFiles, args: ModelArgs, handles: dict[Path, SafetensorsFile]) -> None:
+    """Every tensor the configuration implies is present, floating point, with the implied shape."""
     for name, shape in expected_shapes(files.layout, args).items():
         path = files.weight_map.get(name)
         if path is None:
             where = "model.safetensors.index.json" if len({*files.weight_map.values()}) > 1 else "the weights"
             raise CheckpointError(f"{files.root}: tensor '{name}' is missing from {where}")
-        actual = tuple(handles[path].get_slice(name).get_shape())
-        if actual != shape:
-            raise CheckpointError(f"{path}: tensor '{name}' has shape {list(actual)} but "
+        info = handles[path].tensors.get(name)
+        if info is None:
+            raise CheckpointError(f"{path}: tensor '{name}' is listed in the index but not in the file")
+        if info.shape != shape:
+            raise CheckpointError(f"{path}: tensor '{name}' has shape {list(info.shape)} but "
                                   f"{files.config_file.name} implies {list(shape)}")
+        if not info.dtype.is_floating_point:
+            raise CheckpointError(f"{path}: tensor '{name}' has dtype {info.dtype}, expected floating point")
 
 
-def _open_all(files: CheckpointFiles, stack: ExitStack) -> dict[Path, object]:
-    handles = {}
-    for path in sorted(set(files.weight_map.values())):
-        try:
-            handles[path] = stack.enter_context(safe_open(str(path), framework="pt", device="cpu"))
-        except Exception as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from None
-    return handles
+def _fill(dest: Tensor, src: Source, files: CheckpointFiles, handles: dict[Path, SafetensorsFile]) -> None:
+    """Fill dest (CPU) with the source tensors stacked along dim 0."""
+    row = 0
+    for tensor_name, transform in zip(src.names, src.transforms):
+        f = handles[files.weight_map[tensor_name]]
+        info = f.tensors[tensor_name]
+        part = dest[row:row + info.shape[0]] if dest.dim() > 1 else dest
+        if transform is None and info.dtype == dest.dtype:
+            f.read_into(tensor_name, part)  # row slices of a contiguous tensor are contiguous
+        else:
+            t = f.read(tensor_name)
+            part.copy_(transform(t) if transform else t)
+        row += info.shape[0]
 
 
 def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype,
                      device: torch.device) -> Transformer:
     with torch.device("meta"):
         model = Transformer(args)
-    state: dict[str, torch.Tensor] = {}
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    state: dict[str, Tensor] = {}
     with ExitStack() as stack:
-        handles = _open_all(files, stack)
+        handles = {path: stack.enter_context(SafetensorsFile(path))
+                   for path in sorted(set(files.weight_map.values()))}
         check_tensors(files, args, handles)
         for name, src in parameter_sources(files.layout, args).items():
             if name == "output.weight" and args.tie_embeddings:
                 continue
-            parts = []
-            for tensor_name, transform in zip(src.names, src.transforms):
-                path = files.weight_map[tensor_name]
-                try:
-                    t = handles[path].get_tensor(tensor_name)
-                except Exception as err:
-                    raise CheckpointError(f"{path}: cannot read tensor '{tensor_name}': {err}") from None
-                if not t.is_floating_point():
-                    raise CheckpointError(f"{path}: tensor '{tensor_name}' has dtype {t.dtype}, expected floating point")
-                parts.append((transform(t) if transform else t).to(dtype))
-            tensor = torch.cat(parts) if len(parts) > 1 else parts[0]
-            state[name] = tensor.to(device)
-            del parts, tensor
+            dest = torch.empty(shapes[name], dtype=dtype)
+            _fill(dest, src, files, handles)
+            state[name] = dest.to(device)
     model.load_state_dict(state, strict=False, assign=True)
     if args.tie_embeddings:
         model.output.weight = model.tok_embeddings.weight

@@ -105,6 +105,7 @@ def write_checkpoint(out: Path, args: ModelArgs, params: Iterable[tuple[str, Ten
         if current:
             tmp = out / f".{stem}-part{len(written)}.safetensors"
             save_file(current, str(tmp), metadata={"format": "pt"})
+            tmp.chmod(0o644)  # safetensors writes through a private temporary file (0600)
             written.append((tmp, list(current)))
             current, size = {}, 0
 
