@@ -1,0 +1,75 @@
+"""SamplingParams: every control a request can set, validated once at the door."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ParamError(ValueError):
+    """An invalid sampling parameter. `param` names it for the API's error body."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _check(ok: bool, param: str, message: str) -> None:
+    if not ok:
+        raise ParamError(param, f"{param} {message}")
+
+
+@dataclass(slots=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 or -1 = off
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    max_tokens: int | None = None  # None = up to the end of the context
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.n <= 128, "n", f"must be between 1 and 128, got {self.n}")
+        _check(0.0 <= self.temperature <= 2.0, "temperature", f"must be between 0 and 2, got {self.temperature}")
+        _check(0.0 < self.top_p <= 1.0, "top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.top_k == -1 or self.top_k >= 0, "top_k", f"must be -1, 0 (off) or positive, got {self.top_k}")
+        _check(0.0 <= self.min_p <= 1.0, "min_p", f"must be between 0 and 1, got {self.min_p}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            _check(-2.0 <= value <= 2.0, name, f"must be between -2 and 2, got {value}")
+        _check(0.0 < self.repetition_penalty <= 10.0, "repetition_penalty",
+               f"must be in (0, 10], got {self.repetition_penalty}")
+        for token, bias in self.logit_bias.items():
+            _check(isinstance(token, int) and token >= 0, "logit_bias", f"keys must be token ids, got {token!r}")
+            _check(-100.0 <= bias <= 100.0, "logit_bias", f"values must be between -100 and 100, got {bias}")
+        _check(len(self.stop) <= 16, "stop", f"accepts at most 16 strings, got {len(self.stop)}")
+        _check(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
+        _check(all(isinstance(t, int) and t >= 0 for t in self.stop_token_ids), "stop_token_ids",
+               "must be token ids")
+        _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
+               f"must be at least 1, got {self.max_tokens}")
+        _check(self.min_tokens >= 0, "min_tokens", f"must be >= 0, got {self.min_tokens}")
+        _check(self.max_tokens is None or self.min_tokens <= self.max_tokens, "min_tokens",
+               f"({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})")
+        _check(0 <= self.top_logprobs <= 20, "top_logprobs", f"must be between 0 and 20, got {self.top_logprobs}")
+        _check(self.seed is None or -(2**63) <= self.seed < 2**64, "seed", "must fit in 64 bits")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    def check_vocab(self, vocab_size: int) -> None:
+        """Token ids in logit_bias / stop_token_ids must exist in the model's vocabulary."""
+        for name, ids in (("logit_bias", self.logit_bias), ("stop_token_ids", self.stop_token_ids)):
+            bad = [t for t in ids if t >= vocab_size]
+            _check(not bad, name, f"has token id {bad[:1]} outside the vocabulary (size {vocab_size})")

@@ -1,0 +1,131 @@
+"""Which sequences run in the next step, and how many of their tokens.
+
+Each step has a token budget (`max_num_batched_tokens`). Running sequences come first, oldest
+first: a decoding sequence takes 1 token, a sequence still reading its prompt takes the next chunk
+that fits. Waiting sequences are then admitted in arrival order while budget, sequence slots and
+free blocks allow, so a long prompt is read a chunk per step while the others keep decoding.
+
+When a running sequence needs a block and none is free, the newest running sequence is preempted:
+its blocks are freed and it goes back to the head of the queue to be recomputed later (its output
+so far is kept, so the final result is unchanged).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .blocks import BlockManager, NoFreeBlocks
+from .sequence import Sequence, Status
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 512
+    sliding_window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
+            raise ValueError("max_num_seqs and max_num_batched_tokens must be positive")
+
+
+@dataclass(slots=True)
+class Batch:
+    # (sequence, number of its tokens computed in this step), in the order of the flat batch
+    items: list[tuple[Sequence, int]] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(n for _, n in self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, blocks: BlockManager) -> None:
+        self.config = config
+        self.blocks = blocks
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0
+
+    def add(self, seq: Sequence, front: bool = False) -> None:
+        seq.status = Status.WAITING
+        (self.waiting.appendleft if front else self.waiting.append)(seq)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> Batch:
+        batch = Batch()
+        budget = self.config.max_num_batched_tokens
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            n = min(seq.num_tokens - seq.num_computed, budget)
+            if not self._reserve(seq, n, batch):
+                break  # seq itself was preempted: it was the newest
+            batch.items.append((seq, n))
+            budget -= n
+            i += 1
+        if batch.preempted:
+            return batch  # memory is short: admit nobody new this step
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            seq = self.waiting[0]
+            try:
+                seq.block_table, cached = self.blocks.allocate(seq.tokens, budget)
+            except NoFreeBlocks:
+                break
+            self.waiting.popleft()
+            seq.num_computed = cached
+            if seq.num_cached is None:  # a preempted sequence finds its own blocks: not a hit
+                seq.num_cached = min(cached, len(seq.prompt_ids))
+            seq.status = Status.RUNNING
+            self.running.append(seq)
+            n = min(seq.num_tokens - cached, budget)
+            batch.items.append((seq, n))
+            budget -= n
+        return batch
+
+    def _reserve(self, seq: Sequence, n: int, batch: Batch) -> bool:
+        """Blocks for seq's next n tokens, preempting newer sequences if needed."""
+        while True:
+            try:
+                self.blocks.grow(seq.block_table, seq.num_computed + n)
+                return True
+            except NoFreeBlocks:
+                victim = self.running.pop()
+                self._preempt(victim)
+                batch.preempted.append(victim)
+                if victim is seq:
+                    return False
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.blocks.free(seq.block_table)
+        seq.block_table = []
+        seq.block_hashes = []
+        seq.num_computed = 0
+        self.num_preemptions += 1
+        self.add(seq, front=True)
+
+    def after_step(self, batch: Batch) -> None:
+        """Advance computed counts, publish full blocks to the prefix cache, drop dead blocks."""
+        window = self.config.sliding_window
+        for seq, n in batch.items:
+            seq.num_computed += n
+            self.blocks.register_full_blocks(seq.block_table, seq.tokens, seq.num_computed, seq.block_hashes)
+            if window is not None:
+                self.blocks.drop_out_of_window(seq.block_table, seq.num_computed, window)
+
+    def finish(self, seq: Sequence) -> None:
+        """Remove a finished or aborted sequence wherever it is and free its blocks."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+        self.blocks.free(seq.block_table)
+        seq.block_table = []
+        seq.status = Status.FINISHED

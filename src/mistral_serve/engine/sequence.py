@@ -1,0 +1,68 @@
+"""A sequence: one sample of one request, from waiting to finished."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .params import SamplingParams
+from .stop import StopBuffer
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+@dataclass(eq=False, slots=True)
+class Sequence:
+    seq_id: int
+    request_id: str
+    index: int  # which of the request's n samples
+    prompt_ids: list[int]
+    params: SamplingParams
+    max_len: int  # prompt + the most tokens it may generate
+    generator: torch.Generator | None
+    stop: StopBuffer
+    arrival: float
+    detok: Any  # the tokenizer's IncrementalDetokenizer
+    output_ids: list[int] = field(default_factory=list)
+    block_table: list[int] = field(default_factory=list)
+    block_hashes: list[bytes] = field(default_factory=list)  # of its full, computed blocks
+    num_computed: int = 0  # leading tokens whose keys/values are in the cache
+    num_cached: int | None = None  # prompt tokens found in the prefix cache at first admission
+    status: Status = Status.WAITING
+    finish_reason: str | None = None
+    first_token_time: float | None = None
+    # Deltas since the engine last reported this sequence.
+    new_token_ids: list[int] = field(default_factory=list)
+    new_logprobs: list[TokenLogprob] = field(default_factory=list)
+    new_text: str = ""
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is Status.FINISHED
+
+    def take_delta(self) -> tuple[str, list[int], list[TokenLogprob]]:
+        delta = (self.new_text, self.new_token_ids, self.new_logprobs)
+        self.new_text, self.new_token_ids, self.new_logprobs = "", [], []
+        return delta
