@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: serve chat test install dev clean
+.PHONY: serve chat test bench install dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ chat: install
 
 test: dev
 	$(PY) -m pytest -q tests
+
+# Speed is measured here, never asserted in tests. Writes BENCHMARKS.md.
+bench: install
+	$(VENV)/bin/mistral-serve bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

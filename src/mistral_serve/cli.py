@@ -57,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--layout", default="hf", choices=["hf", "mistral"],
                       help="hf: config.json + model*.safetensors; mistral: params.json + consolidated.safetensors")
     init.add_argument("--seed", type=int, default=0)
+    bench = sub.add_parser("bench", help="measure the engine on random checkpoints; writes BENCHMARKS.md")
+    bench.add_argument("--shapes", default="demo,mistral-1b",
+                       help="comma-separated presets to measure; each gets a random checkpoint in "
+                            "DATA_DIR/bench (written once) (default demo,mistral-1b)")
+    bench.add_argument("--model", action="append", default=[], help="also measure this checkpoint (repeatable)")
+    bench.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.add_argument("--data-dir", type=Path, default=None)
+    bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
+    bench.add_argument("--prompt-len", type=int, default=64)
+    bench.add_argument("--output-len", type=int, default=32)
+    bench.add_argument("--prefix-len", type=int, default=2000)
+    bench.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report file ('-': print only)")
     return parser
 
 
@@ -77,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands  # heavy imports (torch) only once the arguments are known
 
     try:
-        return commands.run(ns.command, ns, _model_config(ns) if hasattr(ns, "model") else None)
+        cfg = _model_config(ns) if ns.command in (None, "serve", "chat", "generate") else None
+        return commands.run(ns.command, ns, cfg)
     except commands.UserError as err:
         print(f"mistral-serve: error: {err}", file=sys.stderr)
         return 2

@@ -121,8 +121,44 @@ def cmd_serve(ns: argparse.Namespace, cfg: ModelConfig) -> int:
                     "use `mistral-serve chat` or `mistral-serve generate`")
 
 
+def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+    from pathlib import Path
+
+    from .bench.run import BenchConfig, run_bench
+    from .config import default_data_dir
+    from .model.args import preset
+    from .model.hardware import DTYPES
+    from .random_checkpoint import write_random_checkpoint
+
+    data_dir = ns.data_dir or default_data_dir()
+    try:
+        concurrency = tuple(int(c) for c in ns.concurrency.split(","))
+    except ValueError:
+        raise UserError(f"--concurrency must be comma-separated integers, got {ns.concurrency!r}") from None
+    models = []
+    for name in [s for s in ns.shapes.split(",") if s]:
+        if name == "demo":
+            models.append(("demo shape", ModelConfig(None, ns.dtype, ns.device, data_dir=data_dir)))
+            continue
+        try:
+            args = preset(name)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        folder = data_dir / "bench" / name
+        if not (folder / "config.json").is_file():
+            print(f"writing a random {name} checkpoint to {folder} (once)", file=sys.stderr)
+            write_random_checkpoint(args, folder, dtype=DTYPES["bfloat16"], seed=0)
+        models.append((f"{name} shape", ModelConfig(str(folder), ns.dtype, ns.device, data_dir=data_dir)))
+    models += [(m, ModelConfig(m, ns.dtype, ns.device, data_dir=data_dir)) for m in ns.model]
+    bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len)
+    out = None if str(ns.out) == "-" else Path(ns.out)
+    command = "mistral-serve bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mistral-serve bench"
+    print(run_bench(models, bench, out, command))
+    return 0
+
+
 COMMANDS: dict[str | None, Callable[..., int]] = {
-    "serve": cmd_serve, None: cmd_serve, "chat": cmd_chat, "generate": cmd_generate, "init": cmd_init,
+    "serve": cmd_serve, None: cmd_serve, "chat": cmd_chat, "generate": cmd_generate, "init": cmd_init, "bench": cmd_bench,
 }
 
 

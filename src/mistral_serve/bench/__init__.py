@@ -1,0 +1,1 @@
+"""Benchmarks: measured speed, never asserted in tests."""

@@ -1,0 +1,87 @@
+"""Engine benchmark: aggregate decode throughput against concurrency, and prefix-cache TTFT.
+
+Everything runs in-process on LLMEngine (no HTTP), with random prompts on the given weights.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from ..engine.engine import LLMEngine
+from ..engine.params import SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputResult:
+    concurrency: int
+    output_tokens: int
+    seconds: float  # whole run: prefill and decode
+    decode_seconds: float  # from the last first token to the end: every sequence decoding
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.output_tokens / self.seconds
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        tokens_in_decode = self.output_tokens - self.concurrency
+        return tokens_in_decode / self.decode_seconds if self.decode_seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixResult:
+    prefix_tokens: int
+    cold_ttft: float
+    cached_ttft: float
+    cached_tokens: int
+
+
+def random_prompt(rng: random.Random, length: int, vocab: int) -> list[int]:
+    # Skip the control tokens at the start of the vocabulary (ids below 1000 in v1/v3).
+    return [1] + [rng.randrange(1000, vocab) for _ in range(length - 1)]
+
+
+def run_until_done(engine: LLMEngine) -> dict[str, float]:
+    """Step until idle; returns each request's time to first token (seconds since start)."""
+    start = time.perf_counter()
+    first: dict[str, float] = {}
+    while engine.has_unfinished():
+        for out in engine.step():
+            if out.request_id not in first and any(d.token_ids for d in out.deltas):
+                first[out.request_id] = time.perf_counter() - start
+    return first
+
+
+def throughput(engine: LLMEngine, concurrency: int, prompt_len: int, output_len: int,
+               seed: int = 0) -> ThroughputResult:
+    rng = random.Random(seed)
+    vocab = engine.model.args.vocab_size
+    params = SamplingParams(temperature=0.0, max_tokens=output_len, ignore_eos=True)
+    start = time.perf_counter()
+    for _ in range(concurrency):
+        engine.add_request(random_prompt(rng, prompt_len, vocab), params)
+    first = run_until_done(engine)
+    seconds = time.perf_counter() - start
+    decode_seconds = seconds - max(first.values())
+    return ThroughputResult(concurrency, concurrency * output_len, seconds, decode_seconds)
+
+
+def prefix_ttft(engine: LLMEngine, prefix_len: int, seed: int = 1) -> PrefixResult:
+    """TTFT of a request with a long shared prefix, first cold then with the prefix cached."""
+    rng = random.Random(seed)
+    vocab = engine.model.args.vocab_size
+    prefix = random_prompt(rng, prefix_len, vocab)
+    params = SamplingParams(temperature=0.0, max_tokens=1, ignore_eos=True)
+    times = []
+    cached = 0
+    for _ in range(2):
+        suffix = [rng.randrange(1000, vocab) for _ in range(16)]
+        started = time.perf_counter()
+        engine.add_request(prefix + suffix, params)
+        while engine.has_unfinished():
+            for out in engine.step():
+                cached = out.cached_tokens
+        times.append(time.perf_counter() - started)
+    return PrefixResult(prefix_len, times[0], times[1], cached)
