@@ -27,29 +27,38 @@ def _load(cfg: ModelConfig):
     return loaded
 
 
-def stream_answer(loaded, prompt_ids: list[int], ns: argparse.Namespace,
-                  out: TextIO = sys.stdout) -> str:
-    """Generate and print an answer piece by piece; Ctrl-C ends the answer early."""
-    from .model.generate import generate, temperature_picker
+def _engine(loaded):
+    from .config import EngineConfig
+    from .engine.engine import LLMEngine
 
-    room = loaded.args.max_seq_len - len(prompt_ids)
-    if room <= 0:
-        raise UserError(f"the prompt has {len(prompt_ids)} tokens; the model's context is "
-                        f"{loaded.args.max_seq_len}")
-    detok = loaded.tokenizer.detokenizer()
-    tokens = generate(loaded.model, prompt_ids, min(ns.max_tokens, room),
-                      temperature_picker(ns.temperature, ns.seed), stop_ids=[loaded.tokenizer.eos_id])
+    return LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_seqs=1))
+
+
+def stream_answer(engine, prompt_ids: list[int], ns: argparse.Namespace, out: TextIO = sys.stdout) -> str:
+    """Generate and print an answer piece by piece; Ctrl-C ends the answer early."""
+    from .engine.params import ParamError, SamplingParams
+
+    room = engine.max_model_len - len(prompt_ids)
     try:
-        for token in tokens:
-            if token == loaded.tokenizer.eos_id:
-                break
-            out.write(detok.add(token))
-            out.flush()
+        params = SamplingParams(temperature=ns.temperature, seed=ns.seed,
+                                max_tokens=max(1, min(ns.max_tokens, room)))
+        request_id = engine.add_request(prompt_ids, params)
+    except ParamError as err:
+        raise UserError(str(err)) from None
+    text = []
+    try:
+        while engine.has_unfinished():
+            for output in engine.step():
+                for delta in output.deltas:
+                    out.write(delta.text)
+                    out.flush()
+                    text.append(delta.text)
     except KeyboardInterrupt:
+        engine.abort(request_id)
         out.write(" [stopped]")
-    out.write(detok.flush() + "\n")
+    out.write("\n")
     out.flush()
-    return detok.text
+    return "".join(text)
 
 
 def _chat_prompt(loaded, messages: list[dict]) -> list[int]:
@@ -63,6 +72,7 @@ def _chat_prompt(loaded, messages: list[dict]) -> list[int]:
 
 def cmd_chat(ns: argparse.Namespace, cfg: ModelConfig) -> int:
     loaded = _load(cfg)
+    engine = _engine(loaded)
     print(f"Chatting with {loaded.card.display_name}. Ctrl-C stops an answer; Ctrl-D or /exit quits; "
           "/clear forgets the conversation.", file=sys.stderr)
     history: list[dict] = [{"role": "system", "content": ns.system}] if ns.system else []
@@ -83,7 +93,7 @@ def cmd_chat(ns: argparse.Namespace, cfg: ModelConfig) -> int:
             continue
         history.append({"role": "user", "content": line})
         try:
-            answer = stream_answer(loaded, _chat_prompt(loaded, history), ns)
+            answer = stream_answer(engine, _chat_prompt(loaded, history), ns)
         except UserError as err:
             history.pop()
             print(f"error: {err}", file=sys.stderr)
@@ -98,7 +108,7 @@ def cmd_generate(ns: argparse.Namespace, cfg: ModelConfig) -> int:
     else:
         messages = ([{"role": "system", "content": ns.system}] if ns.system else [])
         prompt = _chat_prompt(loaded, messages + [{"role": "user", "content": ns.prompt}])
-    stream_answer(loaded, prompt, ns)
+    stream_answer(_engine(loaded), prompt, ns)
     return 0
 
 

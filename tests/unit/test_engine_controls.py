@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mistral_serve.model.generate import generate
+from reference_decode import generate
 from engine_helpers import EOS, assert_no_leaks, engine, model, prompt, reference, run, run_one, tokenizer
 from mistral_serve.engine.params import SamplingParams
 

@@ -76,58 +76,6 @@ class NoCache:
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
-class DenseKVCache:
-    """A contiguous cache for a fixed batch of sequences: k/v (layers, B, max_len, KV, D).
-
-    Call `begin_step(new_lens)` before each forward with how many tokens each sequence adds
-    (0 to skip one); sequence b's tokens go to positions length[b] .. length[b] + new_lens[b].
-    """
-
-    def __init__(self, n_layers: int, batch: int, max_len: int, n_kv_heads: int, head_dim: int,
-                 window: int | None, dtype: torch.dtype, device: torch.device) -> None:
-        shape = (n_layers, batch, max_len, n_kv_heads, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.lengths = [0] * batch
-        self.window = window
-        self.max_len = max_len
-        self._step: list[int] = [0] * batch
-
-    def begin_step(self, new_lens: Sequence[int]) -> None:
-        if len(new_lens) != len(self.lengths):
-            raise ValueError(f"expected {len(self.lengths)} lengths, got {len(new_lens)}")
-        for b, n in enumerate(new_lens):
-            if self.lengths[b] + n > self.max_len:
-                raise ValueError(f"sequence {b} would hold {self.lengths[b] + n} tokens, "
-                                 f"cache holds {self.max_len}")
-        self._step = list(new_lens)
-
-    def end_step(self) -> None:
-        self.lengths = [n + m for n, m in zip(self.lengths, self._step)]
-        self._step = [0] * len(self.lengths)
-
-    def positions(self, device: torch.device | None = None) -> Tensor:
-        """(N,) absolute positions of this step's tokens."""
-        return torch.cat([torch.arange(s, s + n) for s, n in zip(self.lengths, self._step)]).to(device)
-
-    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        outs = []
-        offset = 0
-        for b, n in enumerate(self._step):
-            if n == 0:
-                continue
-            start = self.lengths[b]
-            end = start + n
-            self.k[layer, b, start:end] = k[offset:offset + n]
-            self.v[layer, b, start:end] = v[offset:offset + n]
-            # Keys older than the window can never be seen by this step's queries.
-            k_start = 0 if self.window is None else max(0, start - self.window + 1)
-            outs.append(sdpa(q[offset:offset + n], self.k[layer, b, k_start:end],
-                             self.v[layer, b, k_start:end], start, k_start, self.window))
-            offset += n
-        return torch.cat(outs) if len(outs) > 1 else outs[0]
-
-
 class PagedKVCache:
     """Keys and values in fixed-size blocks: k/v (layers, num_blocks * block_size, KV, D).
 
