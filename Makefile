@@ -24,9 +24,9 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev
 
-# Until the HTTP server lands, `make serve` opens the terminal chat on the same model.
+# The server on the demo model (ARGS="--model PATH" for real weights).
 serve: install
-	$(VENV)/bin/mistral-serve chat $(ARGS)
+	$(VENV)/bin/mistral-serve serve --host $(HOST) --port $(PORT) $(ARGS)
 
 chat: install
 	$(VENV)/bin/mistral-serve chat $(ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +25,37 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
 
 
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("MISTRAL_SERVE_API_KEY"),
+                   help="a single static API key (also MISTRAL_SERVE_API_KEY)")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="allow listening on a non-loopback address with no API key")
+    p.add_argument("--max-queue", type=int, default=128,
+                   help="requests allowed to wait beyond the running batch before 429 (default 128)")
+    p.add_argument("--default-max-tokens", type=int, default=None,
+                   help="cap on generated tokens when a request sets none (default: up to the context end; "
+                        "512 for the demo)")
+    p.add_argument("--log-content", action="store_true",
+                   help="store message content in the generation log (off: only counts and timings)")
+    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body (default 4 MiB)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds running requests get to finish after SIGTERM (default 30)")
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kv-cache-memory", default=None,
+                   help="KV cache size: bytes (4GiB, 512MB) or a fraction of free memory (0.5); "
+                        "default: 90%% of free GPU memory, or min(4 GiB, half the free RAM) on CPU")
+    p.add_argument("--max-num-seqs", type=int, default=64, help="sequences decoded together (default 64)")
+    p.add_argument("--max-num-batched-tokens", type=int, default=512,
+                   help="tokens computed per engine step, prefill chunks included (default 512)")
+    p.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block (default 16)")
+    p.add_argument("--no-prefix-caching", action="store_true", help="turn prefix caching off")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length cap (default: the model's)")
+
+
 def _add_generation_options(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
@@ -37,8 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start the HTTP server (default command)")
     _add_model_options(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    _add_server_options(serve)
+    _add_engine_options(serve)
+
+    keys = sub.add_parser("keys", help="manage API keys (stored as salted hashes in the data dir)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", required=True)
+    keys_sub.add_parser("list", help="list keys (names and dates, never the keys)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: it stops working at the next request")
+    revoke.add_argument("name")
+    for p in (create, keys_sub.choices["list"], revoke):
+        p.add_argument("--data-dir", type=Path, default=None)
+
+    usage = sub.add_parser("usage", help="print token usage per API key and day")
+    usage.add_argument("--data-dir", type=Path, default=None)
 
     chat = sub.add_parser("chat", help="interactive chat in the terminal, streaming the answers")
     _add_model_options(chat)

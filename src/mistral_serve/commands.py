@@ -126,9 +126,51 @@ def cmd_init(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     return 0
 
 
+def _store(ns: argparse.Namespace):
+    from .config import default_data_dir
+    from .server.store import Store
+
+    return Store((ns.data_dir or default_data_dir()) / "mistral-serve.db")
+
+
 def cmd_serve(ns: argparse.Namespace, cfg: ModelConfig) -> int:
-    raise UserError("the HTTP server is not built yet (see the README's status); "
-                    "use `mistral-serve chat` or `mistral-serve generate`")
+    from .server.run import serve
+
+    try:
+        return serve(ns, cfg, _store(ns))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def cmd_keys(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+    store = _store(ns)
+    if ns.keys_command == "create":
+        try:
+            key = store.create_key(ns.name)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(key)
+        print(f"Key {ns.name!r} created. It is shown only once: store it now.", file=sys.stderr)
+    elif ns.keys_command == "list":
+        import datetime as dt
+
+        for k in store.list_keys():
+            created = dt.datetime.fromtimestamp(k.created).strftime("%Y-%m-%d %H:%M")
+            state = "revoked " + dt.datetime.fromtimestamp(k.revoked).strftime("%Y-%m-%d %H:%M") if k.revoked else "active"
+            print(f"{k.name}\tcreated {created}\t{state}")
+    elif not store.revoke_key(ns.name):
+        raise UserError(f"no active key named {ns.name!r}")
+    else:
+        print(f"Key {ns.name!r} revoked.", file=sys.stderr)
+    return 0
+
+
+def cmd_usage(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+    rows = _store(ns).usage()
+    print(f"{'key':<20} {'day':<10} {'requests':>8} {'prompt tokens':>14} {'completion tokens':>18}")
+    for key, day, requests, prompt, completion in rows:
+        print(f"{key:<20} {day:<10} {requests:>8} {prompt:>14} {completion:>18}")
+    return 0
 
 
 def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
@@ -169,6 +211,7 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
 
 COMMANDS: dict[str | None, Callable[..., int]] = {
     "serve": cmd_serve, None: cmd_serve, "chat": cmd_chat, "generate": cmd_generate, "init": cmd_init, "bench": cmd_bench,
+    "keys": cmd_keys, "usage": cmd_usage,
 }
 
 

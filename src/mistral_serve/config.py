@@ -76,3 +76,35 @@ class EngineConfig:
             raise ValueError(f"max_model_len must be at least 2, got {self.max_model_len}")
         if self.kv_cache_memory is not None:
             parse_memory(self.kv_cache_memory)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The HTTP server's own settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None  # a single static key (also MISTRAL_SERVE_API_KEY)
+    data_dir: Path = Path()
+    max_queue: int = 128  # requests waiting beyond the running batch before 429
+    allow_unauthenticated: bool = False  # listen on a non-loopback address without any key
+    log_content: bool = False  # store message content in the generation log
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Cap on generated tokens when a request sets none (None: up to the end of the context).
+    default_max_tokens: int | None = None
+    shutdown_timeout: float = 30.0  # seconds running requests get to finish on SIGTERM
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1-65535, got {self.port}")
+        if self.max_queue < 0:
+            raise ValueError("max_queue must be >= 0")
+        if self.default_max_tokens is not None and self.default_max_tokens < 1:
+            raise ValueError("default_max_tokens must be positive")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")

@@ -231,6 +231,16 @@ class Tokenizer:
     def detokenizer(self) -> IncrementalDetokenizer:
         return IncrementalDetokenizer(self)
 
+    def token_bytes(self, i: int) -> bytes:
+        """The bytes one token stands for, as the OpenAI API reports them in logprobs: a byte
+        piece is its byte, '▁' is a space, a control token is its name."""
+        if self.is_control(i):
+            return self.id_to_piece(i).encode()
+        run = self._run_bytes(i)
+        if run is not None:
+            return run
+        return self.id_to_piece(i).replace("\u2581", " ").encode()
+
     # -- what the detokenizer needs to know about bytes -------------------------------------
 
     def _run_bytes_function(self) -> Callable[[int], bytes | None]:

@@ -1,0 +1,41 @@
+"""The FastAPI application: routers, error handlers, middleware, and the model's life cycle."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .errors import (APIError, api_error_handler, http_error_handler, unexpected_error_handler,
+                     validation_error_handler)
+from .middleware import BodyLimit, RequestMetrics
+from .routes import chat, generations, models, system
+from .state import Serving
+
+
+def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if serving.engine is None and serving.load_error is None and load_in_background:
+            serving.start_loading()
+        yield
+        serving.shutdown()
+
+    app = FastAPI(title="mistral-serve", version=__version__, lifespan=lifespan,
+                  description="A self-hosted Mistral 7B server: OpenAI-compatible (/v1) and hub-compatible "
+                              "(/api/ai) endpoints.", docs_url="/api/docs", redoc_url=None)
+    serving.started = int(time.time())
+    app.state.serving = serving
+    app.add_exception_handler(APIError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    for router in (chat.router, models.router, generations.router, system.router):
+        app.include_router(router)
+    app.add_middleware(RequestMetrics, metrics=serving.metrics)
+    app.add_middleware(BodyLimit, limit=serving.config.max_body_bytes)
+    return app

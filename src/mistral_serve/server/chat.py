@@ -1,0 +1,187 @@
+"""Chat completions: request -> prompt ids + SamplingParams; engine outputs -> body or SSE chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import aclosing
+from typing import AsyncIterator
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..engine.params import ParamError, SamplingParams
+from ..tokenizer import ChatTemplateError, Tokenizer
+from .errors import APIError, bad_request
+from .generation import Run, cancel_on_disconnect, param_error
+from .protocol import ChatCompletionRequest
+from .state import Serving
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(payload: dict | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def stop_list(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
+    return {int(k): v for k, v in (bias or {}).items()}
+
+
+def sampling_params(body, *, max_tokens: int | None, logprobs: bool, top_logprobs: int) -> SamplingParams:
+    """The fields chat and completions share, as engine SamplingParams (400 on a bad value)."""
+    try:
+        return SamplingParams(
+            n=body.n, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
+            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+            repetition_penalty=body.repetition_penalty, logit_bias=logit_bias(body.logit_bias), seed=body.seed,
+            stop=stop_list(body.stop), stop_token_ids=list(body.stop_token_ids or []), max_tokens=max_tokens,
+            min_tokens=body.min_tokens, ignore_eos=body.ignore_eos, logprobs=logprobs, top_logprobs=top_logprobs)
+    except ParamError as err:
+        raise param_error(err) from None
+
+
+# The demo writes random text until the end of its 32k context: cap answers that set no limit.
+DEMO_MAX_TOKENS = 512
+
+
+def resolve_max_tokens(serving: Serving, explicit: int | None, prompt_len: int) -> int | None:
+    """An explicit limit is kept as is (the engine refuses it if it does not fit). Without one,
+    the server's default cap applies (--default-max-tokens, DEMO_MAX_TOKENS for the demo),
+    shortened to the room left in the context; no cap means up to the end of the context."""
+    if explicit is not None:
+        return explicit
+    cap = serving.config.default_max_tokens
+    if cap is None and serving.loaded is not None and serving.loaded.card.demo:
+        cap = DEMO_MAX_TOKENS
+    room = serving.engine.engine.max_model_len - prompt_len if serving.engine else 0
+    return min(cap, room) if cap is not None and room > 0 else None
+
+
+def refuse_unsupported(body: ChatCompletionRequest) -> None:
+    if body.tools:
+        raise bad_request("tools are not supported by this server yet", param="tools", code="unsupported_parameter")
+    if body.tool_choice not in (None, "none"):
+        raise bad_request("tool_choice other than 'none' is not supported yet", param="tool_choice",
+                          code="unsupported_parameter")
+    if body.response_format is not None and body.response_format.type != "text":
+        raise bad_request(f"response_format {body.response_format.type!r} is not supported yet; only 'text'",
+                          param="response_format", code="unsupported_parameter")
+    if body.top_logprobs and not body.logprobs:
+        raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
+
+
+def logprob_entries(tokenizer: Tokenizer, logprobs) -> list[dict]:
+    def token(i: int) -> tuple[str, list[int]]:
+        raw = tokenizer.token_bytes(i)
+        return raw.decode("utf-8", errors="replace"), list(raw)
+
+    entries = []
+    for lp in logprobs:
+        text, raw = token(lp.token_id)
+        top = []
+        for tid, value in lp.top:
+            t, b = token(tid)
+            top.append({"token": t, "logprob": value, "bytes": b})
+        entries.append({"token": text, "logprob": lp.logprob, "bytes": raw, "top_logprobs": top})
+    return entries
+
+
+def usage(run: Run) -> dict:
+    prompt = len(run.prompt_ids)
+    return {"prompt_tokens": prompt, "completion_tokens": run.completion_tokens,
+            "total_tokens": prompt + run.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": run.cached_tokens}}
+
+
+class ChatService:
+    def __init__(self, serving: Serving) -> None:
+        self.serving = serving
+
+    def prepare(self, body: ChatCompletionRequest, endpoint: str, key_name: str | None) -> Run:
+        loaded = self.serving.check_model(body.model)
+        refuse_unsupported(body)
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        try:
+            prompt_ids = loaded.tokenizer.encode_chat(messages)
+        except ChatTemplateError as err:
+            raise bad_request(str(err), param="messages", code="invalid_messages") from None
+        explicit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        max_tokens = resolve_max_tokens(self.serving, explicit, len(prompt_ids))
+        params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
+                                 top_logprobs=body.top_logprobs or 0)
+        run = Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
+                  request_json=body.model_dump_json(include={"messages"}))
+        run.check()
+        return run
+
+    async def respond(self, body: ChatCompletionRequest, request: Request, key_name: str | None):
+        run = self.prepare(body, request.url.path, key_name)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(self.stream(run, include_usage), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
+        work = asyncio.ensure_future(self.complete(run))
+        watcher = asyncio.ensure_future(cancel_on_disconnect(request, work))
+        try:
+            return JSONResponse(await work)
+        finally:
+            watcher.cancel()
+
+    def _fingerprint(self) -> str:
+        loaded = self.serving.loaded
+        return f"fp_mistral_serve_{str(loaded.dtype).removeprefix('torch.')}" if loaded else "fp_mistral_serve"
+
+    async def complete(self, run: Run) -> dict:
+        tokenizer = self.serving.loaded.tokenizer
+        n = run.params.n
+        texts: list[list[str]] = [[] for _ in range(n)]
+        logprobs: list[list[dict]] = [[] for _ in range(n)]
+        async with aclosing(run.outputs()) as outputs:
+            async for out in outputs:
+                for d in out.deltas:
+                    texts[d.index].append(d.text)
+                    if run.params.logprobs:
+                        logprobs[d.index] += logprob_entries(tokenizer, d.logprobs)
+        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(texts[i])},
+                    "logprobs": {"content": logprobs[i]} if run.params.logprobs else None,
+                    "finish_reason": run.finish_reasons.get(i)} for i in range(n)]
+        return {"id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": run.created,
+                "model": run.model, "choices": choices, "usage": usage(run),
+                "system_fingerprint": self._fingerprint()}
+
+    async def stream(self, run: Run, include_usage: bool) -> AsyncIterator[str]:
+        tokenizer = self.serving.loaded.tokenizer
+        base = {"id": f"chatcmpl-{run.id}", "object": "chat.completion.chunk", "created": run.created,
+                "model": run.model, "system_fingerprint": self._fingerprint()}
+        if include_usage:
+            base["usage"] = None
+
+        def chunk(index: int, delta: dict, finish: str | None = None, logprobs=None) -> str:
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            return sse({**base, "choices": [choice]})
+
+        try:
+            for i in range(run.params.n):
+                yield chunk(i, {"role": "assistant", "content": ""})
+            async with aclosing(run.outputs()) as outputs:
+                async for out in outputs:
+                    for d in out.deltas:
+                        if d.text or d.logprobs:
+                            lp = {"content": logprob_entries(tokenizer, d.logprobs)} if run.params.logprobs else None
+                            yield chunk(d.index, {"content": d.text}, logprobs=lp)
+                        if d.finish_reason:
+                            yield chunk(d.index, {}, d.finish_reason)
+            if include_usage:
+                yield sse({**base, "choices": [], "usage": usage(run)})
+        except APIError as err:
+            yield sse(err.openai_body())
+        except Exception as err:  # a failure mid-stream ends the stream with an error event
+            yield sse(APIError(500, f"generation failed: {err}", code="internal_error").openai_body())
+        yield sse("[DONE]")

@@ -1,0 +1,161 @@
+"""Legacy completions (/v1/completions): a raw prompt, no chat template."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from typing import AsyncIterator
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .chat import SSE_HEADERS, resolve_max_tokens, sampling_params, sse, usage
+from .errors import APIError, bad_request
+from .generation import Run, cancel_on_disconnect
+from .protocol import CompletionRequest
+from .state import Serving
+
+MAX_PROMPTS = 32
+
+
+class CompletionService:
+    def __init__(self, serving: Serving) -> None:
+        self.serving = serving
+
+    def prompts(self, body: CompletionRequest) -> list[list[int]]:
+        """Every prompt of the request as token ids (a batch of texts or of id lists)."""
+        tokenizer = self.serving.loaded.tokenizer
+        p = body.prompt
+        if isinstance(p, str):
+            batch: list = [p]
+        elif p and all(isinstance(x, int) for x in p):
+            batch = [p]
+        else:
+            batch = list(p)
+        if not batch:
+            raise bad_request("prompt is empty", param="prompt")
+        if len(batch) > MAX_PROMPTS:
+            raise bad_request(f"at most {MAX_PROMPTS} prompts per request, got {len(batch)}", param="prompt")
+        return [tokenizer.encode(x, bos=True) if isinstance(x, str) else list(x) for x in batch]
+
+    def prepare(self, body: CompletionRequest, endpoint: str, key_name: str | None) -> list[Run]:
+        self.serving.check_model(body.model)
+        if body.suffix:
+            raise bad_request("suffix is not supported", param="suffix", code="unsupported_parameter")
+        if body.best_of is not None and body.best_of != body.n:
+            raise bad_request("best_of must equal n (no server-side ranking)", param="best_of",
+                              code="unsupported_parameter")
+        runs = []
+        for ids in self.prompts(body):
+            params = sampling_params(body, max_tokens=resolve_max_tokens(self.serving, body.max_tokens, len(ids)),
+                                     logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0)
+            run = Run(self.serving, endpoint, body.model, key_name, body.user, ids, params)
+            run.check()
+            runs.append(run)
+        return runs
+
+    async def respond(self, body: CompletionRequest, request: Request, key_name: str | None):
+        runs = self.prepare(body, request.url.path, key_name)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(self.stream(body, runs, include_usage), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
+        work = asyncio.ensure_future(self.complete(body, runs))
+        watcher = asyncio.ensure_future(cancel_on_disconnect(request, work))
+        try:
+            return JSONResponse(await work)
+        finally:
+            watcher.cancel()
+
+    def _logprobs(self, deltas_logprobs, offset: int) -> dict:
+        tok = self.serving.loaded.tokenizer
+        tokens, values, tops, offsets = [], [], [], []
+        for lp in deltas_logprobs:
+            text = tok.token_bytes(lp.token_id).decode("utf-8", errors="replace")
+            tokens.append(text)
+            values.append(lp.logprob)
+            tops.append({tok.token_bytes(t).decode("utf-8", errors="replace"): v for t, v in lp.top} or None)
+            offsets.append(offset)
+            offset += len(text)
+        return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
+
+    async def _collect(self, run: Run, index_base: int, echo: str, results: dict) -> None:
+        texts: dict[int, list[str]] = {}
+        lps: dict[int, list] = {}
+        async with aclosing(run.outputs()) as outputs:
+            async for out in outputs:
+                for d in out.deltas:
+                    texts.setdefault(d.index, []).append(d.text)
+                    lps.setdefault(d.index, []).extend(d.logprobs)
+        for i in range(run.params.n):
+            choice = {"index": index_base + i, "text": echo + "".join(texts.get(i, [])), "logprobs": None,
+                      "finish_reason": run.finish_reasons.get(i)}
+            if run.params.logprobs:
+                choice["logprobs"] = self._logprobs(lps.get(i, []), len(echo))
+            results[index_base + i] = choice
+
+    def _echo(self, body: CompletionRequest, run: Run) -> str:
+        return self.serving.loaded.tokenizer.decode(run.prompt_ids) if body.echo else ""
+
+    async def complete(self, body: CompletionRequest, runs: list[Run]) -> dict:
+        results: dict[int, dict] = {}
+        await asyncio.gather(*(self._collect(run, k * body.n, self._echo(body, run), results)
+                               for k, run in enumerate(runs)))
+        totals = [usage(run) for run in runs]
+        return {"id": f"cmpl-{runs[0].id}", "object": "text_completion", "created": runs[0].created,
+                "model": body.model, "choices": [results[i] for i in sorted(results)],
+                "usage": {"prompt_tokens": sum(u["prompt_tokens"] for u in totals),
+                          "completion_tokens": sum(u["completion_tokens"] for u in totals),
+                          "total_tokens": sum(u["total_tokens"] for u in totals)},
+                "system_fingerprint": "fp_mistral_serve"}
+
+    async def stream(self, body: CompletionRequest, runs: list[Run], include_usage: bool) -> AsyncIterator[str]:
+        base = {"id": f"cmpl-{runs[0].id}", "object": "text_completion", "created": runs[0].created,
+                "model": body.model, "system_fingerprint": "fp_mistral_serve"}
+        if include_usage:
+            base["usage"] = None
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(k: int, run: Run) -> None:
+            try:
+                echo = self._echo(body, run)
+                if echo:
+                    for i in range(run.params.n):
+                        await queue.put((k * body.n + i, echo, None, []))
+                async with aclosing(run.outputs()) as outputs:
+                    async for out in outputs:
+                        for d in out.deltas:
+                            await queue.put((k * body.n + d.index, d.text, d.finish_reason, d.logprobs))
+            except BaseException as err:
+                await queue.put(err)
+                raise
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.ensure_future(pump(k, run)) for k, run in enumerate(runs)]
+        try:
+            done = 0
+            while done < len(tasks):
+                item = await queue.get()
+                if item is None:
+                    done += 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                index, text, finish, lps = item
+                choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+                if lps and body.logprobs is not None:
+                    choice["logprobs"] = self._logprobs(lps, 0)
+                yield sse({**base, "choices": [choice]})
+            if include_usage:
+                totals = [usage(run) for run in runs]
+                yield sse({**base, "choices": [], "usage": {
+                    k: sum(u[k] for u in totals) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}})
+        except APIError as err:
+            yield sse(err.openai_body())
+        except Exception as err:
+            yield sse(APIError(500, f"generation failed: {err}", code="internal_error").openai_body())
+        finally:
+            for task in tasks:
+                task.cancel()
+        yield sse("[DONE]")

@@ -1,0 +1,244 @@
+"""The request and response bodies, in the order of the OpenAI reference.
+
+These models validate requests, and their JSON Schema is what `/api/ai/models/{id}` publishes as
+`json_request_schema`: one source of truth, so a body valid against the schema is accepted and
+one that is not is refused. Unknown fields are refused (as the OpenAI API refuses them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TokenId = Annotated[int, Field(ge=0)]
+# Up to 4 stop strings, as in the OpenAI API.
+Stop = str | Annotated[list[str], Field(max_length=4)] | None
+# logit_bias keys are token ids written as strings.
+LogitBias = dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100, le=100)]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- chat request ------------------------------------------------------------------------------
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class FunctionCall(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Strict):
+    role: Literal["developer", "system", "user", "assistant", "tool"] = Field(
+        description="Who wrote the message. developer is treated as system.")
+    content: str | list[TextPart] | None = Field(
+        default=None, description="The text, or an array of text parts.")
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = Field(default=False, description="Send a final chunk with the token usage.")
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+
+class ChatCompletionRequest(_Strict):
+    """POST /v1/chat/completions and /api/ai/chat/completions."""
+
+    model: str = Field(description="The model id, e.g. open-mistral-7b.")
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0,
+                               description="Sampling temperature; 0 is greedy (deterministic).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0,
+                         description="Nucleus sampling: keep the smallest set of tokens whose probability adds up to top_p.")
+    max_tokens: int | None = Field(default=None, ge=1,
+                                   description="Maximum tokens to generate (deprecated alias of max_completion_tokens).")
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="Maximum tokens to generate.")
+    n: int = Field(default=1, ge=1, le=128, description="How many independent answers to generate.")
+    stop: Stop = Field(default=None,
+                       description="Up to 4 strings; generation stops before any of them (not included).")
+    stream: bool = Field(default=False, description="Stream the answer as server-sent events.")
+    stream_options: StreamOptions | None = None
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0,
+                                    description="Penalise tokens that already appeared in the answer.")
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0,
+                                     description="Penalise tokens by how often they appeared in the answer.")
+    logit_bias: LogitBias | None = Field(default=None,
+                                         description="Map of token id (as a string) to a bias from -100 to 100.")
+    logprobs: bool = Field(default=False, description="Return the log probability of each output token.")
+    top_logprobs: int | None = Field(default=None, ge=0, le=20,
+                                     description="Also return the most likely tokens at each position (needs logprobs).")
+    seed: int | None = Field(default=None, description="Sample deterministically: the same seed gives the same answer.")
+    user: str | None = Field(default=None, max_length=256, description="An end-user id, recorded in the request log.")
+    # Extensions, as vLLM names them.
+    top_k: int = Field(default=0, ge=-1, description="Keep only the k most likely tokens (0 or -1: off). Extension.")
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0,
+                         description="Drop tokens less likely than min_p times the most likely one. Extension.")
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0,
+                                      description="Divide the logits of tokens already seen (prompt or answer). Extension.")
+    min_tokens: int = Field(default=0, ge=0, description="Generate at least this many tokens. Extension.")
+    ignore_eos: bool = Field(default=False, description="Keep generating past the end-of-sequence token. Extension.")
+    stop_token_ids: list[TokenId] | None = Field(default=None, description="Token ids that end generation. Extension.")
+    # Accepted so that OpenAI programs run; refused with a 400 naming them when they ask for more.
+    response_format: ResponseFormat | None = Field(default=None, description="Only {\"type\": \"text\"} for now.")
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Not supported yet: must be absent or empty.")
+    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Only \"none\" for now.")
+    parallel_tool_calls: bool | None = None
+
+
+# ---- completions request -----------------------------------------------------------------------
+
+class CompletionRequest(_Strict):
+    """POST /v1/completions: a raw prompt, no chat template."""
+
+    model: str
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
+        description="Text, a list of texts, token ids, or a list of token-id lists.")
+    max_tokens: int | None = Field(default=16, ge=1, description="Maximum tokens to generate (default 16).")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=128)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5, description="Return this many top logprobs per token.")
+    echo: bool = Field(default=False, description="Return the prompt text before the completion.")
+    stop: Stop = None
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    best_of: int | None = Field(default=None, ge=1, le=128, description="Only best_of = n is supported.")
+    logit_bias: LogitBias | None = None
+    seed: int | None = None
+    suffix: str | None = Field(default=None, description="Not supported: must be absent.")
+    user: str | None = Field(default=None, max_length=256)
+    top_k: int = Field(default=0, ge=-1)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)
+    min_tokens: int = Field(default=0, ge=0)
+    ignore_eos: bool = False
+    stop_token_ids: list[TokenId] | None = None
+
+
+# ---- tokenizer endpoints -------------------------------------------------------------------------
+
+class TokenizeRequest(_Strict):
+    model: str | None = None
+    prompt: str | None = Field(default=None, description="Raw text to tokenize.")
+    messages: list[ChatMessage] | None = Field(default=None, description="A conversation, through the chat template.")
+    add_special_tokens: bool = Field(default=True, description="Add BOS before a raw prompt.")
+
+
+class DetokenizeRequest(_Strict):
+    model: str | None = None
+    tokens: list[TokenId]
+
+
+# ---- responses -------------------------------------------------------------------------------------
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprobEntry] | None
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ResponseMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: DeltaMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    system_fingerprint: str
+    usage: Usage | None = None
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: str | None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+    system_fingerprint: str

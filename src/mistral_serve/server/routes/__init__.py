@@ -1,0 +1,1 @@
+"""One APIRouter per area; app.py includes them all."""

@@ -1,0 +1,67 @@
+"""Starting the server: configuration from the command line, safety checks, uvicorn, SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from ..config import EngineConfig, ModelConfig, ServerConfig
+from .app import create_app
+from .state import Serving
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app it is draining as soon as SIGTERM/SIGINT arrives, so
+    /health turns 503 and new generation requests are refused while running ones finish."""
+
+    def __init__(self, config: uvicorn.Config, serving: Serving) -> None:
+        super().__init__(config)
+        self.serving = serving
+
+    def handle_exit(self, sig: int, frame) -> None:
+        self.serving.draining = True
+        super().handle_exit(sig, frame)
+
+
+def server_config(ns: argparse.Namespace, model: ModelConfig) -> ServerConfig:
+    return ServerConfig(host=ns.host, port=ns.port, api_key=ns.api_key or None, data_dir=model.data_dir,
+                        max_queue=ns.max_queue, allow_unauthenticated=ns.allow_unauthenticated,
+                        log_content=ns.log_content, max_body_bytes=ns.max_body_bytes,
+                        default_max_tokens=ns.default_max_tokens, shutdown_timeout=ns.shutdown_timeout)
+
+
+def engine_config(ns: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(block_size=ns.block_size, kv_cache_memory=ns.kv_cache_memory,
+                        max_num_seqs=ns.max_num_seqs, max_num_batched_tokens=ns.max_num_batched_tokens,
+                        enable_prefix_caching=not ns.no_prefix_caching, max_model_len=ns.max_model_len)
+
+
+def serve(ns: argparse.Namespace, model: ModelConfig, store: Store) -> int:
+    config = server_config(ns, model)
+    if not config.loopback and not config.api_key and not store.has_active_keys() and not config.allow_unauthenticated:
+        raise ValueError(f"refusing to listen on {config.host} without authentication: create a key "
+                         "(mistral-serve keys create --name NAME), pass --api-key, or add --allow-unauthenticated")
+    serving = Serving(config, model, engine_config(ns), store)
+    app = create_app(serving)
+    uv = uvicorn.Config(app, host=config.host, port=config.port, log_level="info" if ns.verbose else "warning",
+                        timeout_graceful_shutdown=config.shutdown_timeout, timeout_keep_alive=5)
+    server = _Server(uv, serving)
+
+    def stop_on_failure() -> None:
+        if serving.load_error is not None:
+            server.should_exit = True
+
+    serving.on_load_done = stop_on_failure
+    print(f"mistral-serve: listening on http://{config.host}:{config.port} (loading the model...)",
+          file=sys.stderr, flush=True)
+    server.run()
+    if serving.load_error is not None:
+        print(f"mistral-serve: error: {serving.load_error}", file=sys.stderr)
+        return 2
+    return 0
