@@ -31,7 +31,15 @@ serve: install
 chat: install
 	$(VENV)/bin/mistral-serve chat $(ARGS)
 
-test: dev
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: dev $(CHROMIUM)
 	$(PY) -m pytest -q tests
 
 # Speed is measured here, never asserted in tests. Writes BENCHMARKS.md.

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from contextlib import aclosing
 from typing import AsyncIterator
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..engine.params import ParamError, SamplingParams
 from ..tokenizer import ChatTemplateError, Tokenizer
 from .errors import APIError, bad_request
-from .generation import Run, cancel_on_disconnect, param_error
+from .generation import Run, RunsResponse, admit_all, complete_unless_disconnected, param_error
 from .protocol import ChatCompletionRequest
 from .state import Serving
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 def sse(payload: dict | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
@@ -116,23 +111,16 @@ class ChatService:
         max_tokens = resolve_max_tokens(self.serving, explicit, len(prompt_ids))
         params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
                                  top_logprobs=body.top_logprobs or 0)
-        run = Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
-                  request_json=body.model_dump_json(include={"messages"}))
-        run.check()
-        return run
+        return Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
+                   request_json=body.model_dump_json(include={"messages"}))
 
     async def respond(self, body: ChatCompletionRequest, request: Request, key_name: str | None):
         run = self.prepare(body, request.url.path, key_name)
+        admit_all([run])
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(self.stream(run, include_usage), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
-        work = asyncio.ensure_future(self.complete(run))
-        watcher = asyncio.ensure_future(cancel_on_disconnect(request, work))
-        try:
-            return JSONResponse(await work)
-        finally:
-            watcher.cancel()
+            return RunsResponse(self.stream(run, include_usage), [run])
+        return await complete_unless_disconnected(request, self.complete(run), [run])
 
     def _fingerprint(self) -> str:
         loaded = self.serving.loaded

@@ -7,11 +7,10 @@ from contextlib import aclosing
 from typing import AsyncIterator
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
 
-from .chat import SSE_HEADERS, resolve_max_tokens, sampling_params, sse, usage
+from .chat import resolve_max_tokens, sampling_params, sse, usage
 from .errors import APIError, bad_request
-from .generation import Run, cancel_on_disconnect
+from .generation import Run, RunsResponse, admit_all, complete_unless_disconnected
 from .protocol import CompletionRequest
 from .state import Serving
 
@@ -49,23 +48,16 @@ class CompletionService:
         for ids in self.prompts(body):
             params = sampling_params(body, max_tokens=resolve_max_tokens(self.serving, body.max_tokens, len(ids)),
                                      logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0)
-            run = Run(self.serving, endpoint, body.model, key_name, body.user, ids, params)
-            run.check()
-            runs.append(run)
+            runs.append(Run(self.serving, endpoint, body.model, key_name, body.user, ids, params))
         return runs
 
     async def respond(self, body: CompletionRequest, request: Request, key_name: str | None):
         runs = self.prepare(body, request.url.path, key_name)
+        admit_all(runs)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(self.stream(body, runs, include_usage), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
-        work = asyncio.ensure_future(self.complete(body, runs))
-        watcher = asyncio.ensure_future(cancel_on_disconnect(request, work))
-        try:
-            return JSONResponse(await work)
-        finally:
-            watcher.cancel()
+            return RunsResponse(self.stream(body, runs, include_usage), runs)
+        return await complete_unless_disconnected(request, self.complete(body, runs), runs)
 
     def _logprobs(self, deltas_logprobs, offset: int) -> dict:
         tok = self.serving.loaded.tokenizer

@@ -14,7 +14,9 @@ import time
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable
+
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..engine.async_engine import EngineDeadError
 from ..engine.engine import ContextLengthError, RequestOutput
@@ -51,18 +53,26 @@ class Run:
     status: int = 200
     _started: float = field(default_factory=time.monotonic)
     _last_token: float | None = None
+    _admitted: bool = False
 
-    def check(self) -> None:
-        """Validate against the engine before anything is sent (raises APIError 400)."""
+    def admit(self) -> None:
+        """Validate against the engine and take a queue slot, before any response byte is sent
+        (raises APIError 400 or 429). The slot is given back by `release`, exactly once."""
         _, engine = self.serving.require_ready()
         try:
             engine.engine.check_request(self.prompt_ids, self.params)
         except ParamError as err:
             raise param_error(err) from None
+        self.serving.admit()
+        self._admitted = True
+
+    def release(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.serving.release()
 
     async def outputs(self) -> AsyncIterator[RequestOutput]:
         _, engine = self.serving.require_ready()
-        self.serving.admit()
         try:
             # aclosing: leaving this generator early closes the engine stream at once (abort).
             async with aclosing(engine.generate(self.prompt_ids, self.params, self.id)) as stream:
@@ -82,7 +92,7 @@ class Run:
             self.status = 500
             raise
         finally:
-            self.serving.release()
+            self.release()
             await self._record()
 
     def _observe(self, out: RequestOutput) -> None:
@@ -124,6 +134,46 @@ class Run:
             await asyncio.shield(asyncio.to_thread(self.serving.store.record, record))
         except Exception:  # the answer was given; a failed log write must not turn it into an error
             log.exception("could not record generation %s", self.id)
+
+
+class RunsResponse(StreamingResponse):
+    """A streamed answer that gives back its runs' queue slots however it ends, even when the
+    client leaves before the stream's first byte (the body generator then never starts)."""
+
+    def __init__(self, body: AsyncIterator[str], runs: list[Run]) -> None:
+        super().__init__(body, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.runs = runs
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for run in self.runs:
+                run.release()
+
+
+async def complete_unless_disconnected(request, work: Awaitable[dict], runs: list[Run]) -> JSONResponse:
+    """Await a non-streamed answer; cancel it if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(cancel_on_disconnect(request, task))
+    try:
+        return JSONResponse(await task)
+    finally:
+        watcher.cancel()
+        for run in runs:
+            run.release()
+
+
+def admit_all(runs: list[Run]) -> None:
+    """Admit every run or none."""
+    try:
+        for run in runs:
+            run.admit()
+    except BaseException:
+        for run in runs:
+            run.release()
+        raise
 
 
 async def cancel_on_disconnect(request, work: "asyncio.Future") -> None:
