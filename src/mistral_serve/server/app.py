@@ -14,6 +14,7 @@ from .errors import (APIError, api_error_handler, http_error_handler, unexpected
                      validation_error_handler)
 from .middleware import BodyLimit, RequestMetrics
 from .routes import chat, generations, models, system
+from .routes import workbench
 from .state import Serving
 
 
@@ -34,7 +35,7 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    for router in (chat.router, models.router, generations.router, system.router):
+    for router in (chat.router, models.router, generations.router, system.router, workbench.router):
         app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=serving.metrics)
     app.add_middleware(BodyLimit, limit=serving.config.max_body_bytes)
