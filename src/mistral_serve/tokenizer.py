@@ -228,8 +228,9 @@ class Tokenizer:
     def is_control(self, i: int) -> bool:
         return self._raw.is_special(i)
 
-    def detokenizer(self) -> IncrementalDetokenizer:
-        return IncrementalDetokenizer(self)
+    def detokenizer(self, context: Sequence[int] = ()) -> IncrementalDetokenizer:
+        """A streaming decoder; `context` are tokens the output continues (see there)."""
+        return IncrementalDetokenizer(self, context)
 
     def token_bytes(self, i: int) -> bytes:
         """The bytes one token stands for, as the OpenAI API reports them in logprobs: a byte
@@ -372,6 +373,10 @@ def _describe_validation(err: ValidationError) -> str:
     return "; ".join(problems) or str(err)
 
 
+# How many trailing prompt tokens prime a continuation's detokenizer.
+_CONTEXT_TOKENS = 6
+
+
 class IncrementalDetokenizer:
     """For streaming: feed generated token ids one at a time, get new text pieces.
 
@@ -387,7 +392,9 @@ class IncrementalDetokenizer:
     decode.
     """
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, context: Sequence[int] = ()) -> None:
+        """`context`: tokens the output continues (the end of a raw prompt), so its first piece
+        is decoded in place (" world" after "Hello") rather than as the start of a text."""
         self._tokenizer = tokenizer
         self.token_ids: list[int] = []
         self._pieces: list[str] = []
@@ -396,6 +403,12 @@ class IncrementalDetokenizer:
         self._window: list[list[int]] = []
         self._window_text = ""
         self._unreleased_from = 0  # token_ids[_unreleased_from:] are not yet part of any piece
+        ctx = list(context)[-_CONTEXT_TOKENS:]
+        # Start the window on a character boundary: drop bytes that continue a character.
+        while ctx and (b := tokenizer._run_bytes(ctx[0])) is not None and b and 0x80 <= b[0] <= 0xBF:
+            ctx.pop(0)
+        if ctx and (text := tokenizer.decode(ctx)):
+            self._window, self._window_text = [ctx], text
 
     @property
     def text(self) -> str:

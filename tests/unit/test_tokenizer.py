@@ -429,3 +429,21 @@ def test_detokenizer_window_stays_short(version: str, tokenizers: dict[str, Toke
     text = "".join(detok.add(i) for i in ids) + detok.flush()
     assert text == expected
     assert longest <= 8
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
+@pytest.mark.parametrize("prompt, continuation", [
+    ("Hello", " world, and more"), ("Once upon a", " time 世界 😀"), ("Numbers: 1", "23 456"),
+])
+def test_detokenizer_with_context_decodes_a_continuation_in_place(version, prompt, continuation):
+    """A raw completion continues its prompt: the first piece keeps its leading space, and the
+    pieces are exactly what the full text adds to the prompt's text."""
+    tok = Tokenizer.from_file(bundled_tokenizer_file(version))
+    prompt_ids = tok.encode(prompt, bos=True)
+    full_ids = tok.encode(prompt + continuation, bos=True)
+    assert full_ids[:len(prompt_ids)] == prompt_ids or pytest.skip("tokenization splits differently")
+    output = full_ids[len(prompt_ids):]
+    detok = tok.detokenizer(prompt_ids)
+    pieces = [detok.add(t) for t in output] + [detok.flush()]
+    assert "".join(pieces) == tok.decode(full_ids)[len(tok.decode(prompt_ids)):]
+    assert tok.detokenizer().add(output[0]) != pieces[0] or not pieces[0].startswith(" ")

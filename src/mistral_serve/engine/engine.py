@@ -105,7 +105,7 @@ class LLMEngine:
         params.check_vocab(vocab)
         limit = min(self.max_model_len, self.capacity)
         if len(prompt_ids) >= limit:
-            raise ContextLengthError("messages", f"the prompt has {len(prompt_ids)} tokens but the "
+            raise ContextLengthError("prompt", f"the prompt has {len(prompt_ids)} tokens but the "
                                      f"model's context is {limit} tokens")
         if params.max_tokens is not None and len(prompt_ids) + params.max_tokens > limit:
             raise ContextLengthError("max_tokens", f"the prompt ({len(prompt_ids)} tokens) plus max_tokens "
@@ -127,7 +127,8 @@ class LLMEngine:
                 seq_id=next(self._seq_ids), request_id=request_id, index=index,
                 prompt_ids=list(prompt_ids), params=params, max_len=max_len,
                 generator=None if params.greedy and params.n == 1 else make_generator(seed, self.model.device),
-                stop=StopBuffer(params.stop), arrival=now, detok=self.tokenizer.detokenizer()))
+                stop=StopBuffer(params.stop), arrival=now,
+                detok=self.tokenizer.detokenizer(prompt_ids if params.output_continues_prompt else ())))
         req = _Request(request_id, list(prompt_ids), seqs)
         # Extra samples start once the first has read the prompt, so they find it in the cache.
         if self.config.enable_prefix_caching:

@@ -37,6 +37,9 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+    # Raw completions continue the prompt's text: decode the output in place after it (keeping
+    # a leading space). Chat answers are a text of their own.
+    output_continues_prompt: bool = False
 
     def __post_init__(self) -> None:
         _check(1 <= self.n <= 128, "n", f"must be between 1 and 128, got {self.n}")

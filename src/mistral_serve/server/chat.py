@@ -29,7 +29,8 @@ def logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
     return {int(k): v for k, v in (bias or {}).items()}
 
 
-def sampling_params(body, *, max_tokens: int | None, logprobs: bool, top_logprobs: int) -> SamplingParams:
+def sampling_params(body, *, max_tokens: int | None, logprobs: bool, top_logprobs: int,
+                    continues_prompt: bool = False) -> SamplingParams:
     """The fields chat and completions share, as engine SamplingParams (400 on a bad value)."""
     try:
         return SamplingParams(
@@ -37,7 +38,8 @@ def sampling_params(body, *, max_tokens: int | None, logprobs: bool, top_logprob
             presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
             repetition_penalty=body.repetition_penalty, logit_bias=logit_bias(body.logit_bias), seed=body.seed,
             stop=stop_list(body.stop), stop_token_ids=list(body.stop_token_ids or []), max_tokens=max_tokens,
-            min_tokens=body.min_tokens, ignore_eos=body.ignore_eos, logprobs=logprobs, top_logprobs=top_logprobs)
+            min_tokens=body.min_tokens, ignore_eos=body.ignore_eos, logprobs=logprobs, top_logprobs=top_logprobs,
+            output_continues_prompt=continues_prompt)
     except ParamError as err:
         raise param_error(err) from None
 
@@ -112,7 +114,7 @@ class ChatService:
         params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
                                  top_logprobs=body.top_logprobs or 0)
         return Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
-                   request_json=body.model_dump_json(include={"messages"}))
+                   request_json=body.model_dump_json(include={"messages"}), prompt_param="messages")
 
     async def respond(self, body: ChatCompletionRequest, request: Request, key_name: str | None):
         run = self.prepare(body, request.url.path, key_name)

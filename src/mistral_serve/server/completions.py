@@ -47,7 +47,8 @@ class CompletionService:
         runs = []
         for ids in self.prompts(body):
             params = sampling_params(body, max_tokens=resolve_max_tokens(self.serving, body.max_tokens, len(ids)),
-                                     logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0)
+                                     logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0,
+                                     continues_prompt=True)
             runs.append(Run(self.serving, endpoint, body.model, key_name, body.user, ids, params))
         return runs
 

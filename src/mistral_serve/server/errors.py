@@ -62,29 +62,51 @@ def error_response(err: APIError, path: str) -> JSONResponse:
     return JSONResponse(err.body_for(path), status_code=err.status, headers=err.headers)
 
 
-def _location(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+# Errors that only say "this union branch wants another type": the least informative kind.
+_TYPE_MISMATCH = {"string_type", "list_type", "dict_type", "model_type", "model_attributes_type", "int_type",
+                  "float_type", "bool_type", "none_required", "is_instance_of", "literal_error"}
+
+
+def _location(loc: tuple, body: object) -> str:
+    """Dotted path of an error inside the body, without pydantic's union branch labels
+    ('stop.list[str].5' -> 'stop.5'): a part is kept only if the body really has it."""
+    parts, node = [], body
+    for i, part in enumerate(loc[1:] if loc and loc[0] == "body" else loc):
+        last = i == len(loc) - 2 if loc and loc[0] == "body" else i == len(loc) - 1
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (isinstance(node, dict) and last):  # a missing or unknown key is kept
+            continue  # a union branch label
+        parts.append(str(part))
     return ".".join(parts) or "body"
 
 
 def validation_error(exc: RequestValidationError) -> APIError:
-    """The first problem of a pydantic validation failure, as one readable sentence."""
+    """The most telling problem of a validation failure, as one readable sentence naming the
+    parameter. Of several errors at the same place (one per union branch), a specific one
+    ("at most 4 items") beats "should be a valid string"."""
     errors = exc.errors()
     if not errors:
         return bad_request("invalid request body")
-    first = errors[0]
-    param = _location(tuple(first.get("loc", ())))
+    body = getattr(exc, "body", None)
+    located = [(_location(tuple(e.get("loc", ())), body), e) for e in errors]
+    param, first = located[0]
+    same_place = [e for p, e in located if p == param]
+    first = next((e for e in same_place if e.get("type") not in _TYPE_MISMATCH), first)
     kind = first.get("type", "")
     if kind == "json_invalid":
         return bad_request("the request body is not valid JSON", code="invalid_json")
-    if param == "body" and kind in ("model_attributes_type", "dict_type"):
+    if param == "body" and kind in ("model_attributes_type", "dict_type", "model_type"):
         return bad_request("the request body must be a JSON object (send Content-Type: application/json)",
                            code="invalid_json")
     if kind == "extra_forbidden":
         return bad_request(f"Unrecognized request argument supplied: {param}", param=param)
     if kind == "missing":
         return bad_request(f"Missing required parameter: {param}", param=param)
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    places = {p for p, _ in located}
+    more = f" (and problems in {len(places) - 1} other places)" if len(places) > 1 else ""
     return bad_request(f"Invalid value for {param}: {first.get('msg', 'invalid')}{more}", param=param)
 
 
@@ -97,7 +119,9 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 
 
 async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    if exc.status_code == 404:
+    if exc.status_code == 413:
+        err = APIError(413, str(exc.detail), code="request_too_large")
+    elif exc.status_code == 404:
         err = APIError(404, f"Not found: {request.url.path}", code="not_found")
     elif exc.status_code == 405:
         err = APIError(405, f"Method {request.method} not allowed on {request.url.path}", code="method_not_allowed")

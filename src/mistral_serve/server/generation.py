@@ -28,9 +28,11 @@ from .store import Generation
 log = logging.getLogger(__name__)
 
 
-def param_error(err: ParamError) -> APIError:
+def param_error(err: ParamError, prompt_param: str = "prompt") -> APIError:
+    """The engine names the prompt "prompt"; chat requests call it "messages"."""
     code = "context_length_exceeded" if isinstance(err, ContextLengthError) else "invalid_parameter"
-    return APIError(400, str(err), param=err.param, code=code)
+    param = prompt_param if err.param == "prompt" else err.param
+    return APIError(400, str(err), param=param, code=code)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Run:
     prompt_ids: list[int]
     params: SamplingParams
     request_json: str | None = None
+    prompt_param: str = "prompt"  # what the request calls its prompt, for error messages
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
     completion_tokens: int = 0
@@ -62,7 +65,7 @@ class Run:
         try:
             engine.engine.check_request(self.prompt_ids, self.params)
         except ParamError as err:
-            raise param_error(err) from None
+            raise param_error(err, self.prompt_param) from None
         self.serving.admit()
         self._admitted = True
 
@@ -81,7 +84,7 @@ class Run:
                     yield out
         except ParamError as err:
             self.status = 400
-            raise param_error(err) from None
+            raise param_error(err, self.prompt_param) from None
         except EngineDeadError as err:
             self.status = 503
             raise APIError(503, str(err), code="engine_stopped") from None

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import APIError, error_response
 from .metrics import Metrics
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -27,27 +24,19 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await error_response(error, scope["path"])(scope, receive, send)
         seen = 0
-        started = False
 
         async def limited_receive() -> Message:
+            # A body without Content-Length (chunked) is counted as it arrives; the route's
+            # error handlers turn the HTTPException into the 413 body of its path family.
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge
+                    raise HTTPException(413, error.message)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await error_response(error, scope["path"])(scope, receive, send)
+        await self.app(scope, limited_receive, send)
 
 
 class RequestMetrics:

@@ -19,7 +19,8 @@ LogitBias = dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no silent conversions ("3" is not 3, true is not 1), as the published schema says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---- chat request ------------------------------------------------------------------------------
