@@ -29,7 +29,10 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mistral_serve.cli", "serve", "--port", str(self.port),
              "--data-dir", str(data_dir), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            stdout=self._log, stderr=subprocess.STDOUT,
+            # One torch thread: the test process shares the 2 cores with the server, and
+            # OpenMP threads spinning against it slow a busy machine down many times over.
+            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
     def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
         deadline = time.monotonic() + timeout
@@ -45,7 +48,8 @@ class ServerProcess:
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from typing import Iterator
 
 import uvicorn
 
@@ -17,8 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the app it is draining as soon as SIGTERM/SIGINT arrives, so
-    /health turns 503 and new generation requests are refused while running ones finish."""
+    """uvicorn's server, with three changes for a clean SIGTERM:
+    - the app learns at once that it is draining (/health 503, new generations refused);
+    - a second before the graceful-shutdown timeout, running generations are ended by the
+      engine, so their streams close with an error event and [DONE] rather than being cut;
+    - after a graceful shutdown the process exits with status 0 instead of re-raising the
+      signal (uvicorn's default makes it die by SIGTERM)."""
 
     def __init__(self, config: uvicorn.Config, serving: Serving) -> None:
         super().__init__(config)
@@ -27,6 +36,26 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame) -> None:
         self.serving.draining = True
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def shutdown(self, sockets=None) -> None:
+        grace = self.config.timeout_graceful_shutdown or 0.0
+        timer = asyncio.get_running_loop().call_later(max(0.0, grace - 1.0), self.serving.stop_generating)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
 
 
 def server_config(ns: argparse.Namespace, model: ModelConfig) -> ServerConfig:

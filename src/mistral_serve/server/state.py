@@ -69,6 +69,12 @@ class Serving:
         if self.engine is not None:
             self.engine.shutdown()
 
+    def stop_generating(self) -> None:
+        """End every running generation now (its stream gets an error event); no waiting."""
+        self.draining = True
+        if self.engine is not None:
+            self.engine.shutdown(timeout=0)
+
     # ---- per request ---------------------------------------------------------------------------
     def require_ready(self) -> tuple[LoadedModel, AsyncEngine]:
         if self.draining:
