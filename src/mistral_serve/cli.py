@@ -22,7 +22,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where the demo checkpoint and the store live (default ~/.local/share/mistral-serve)")
     p.add_argument("--served-model-name", default=None, help="model id to answer to (default: the catalog id)")
+    _add_quant_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+
+
+def _add_quant_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
+                   help="weight-only quantization applied at load time (default none)")
+    p.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256],
+                   help="int4 group size (default 32)")
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -109,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", action="append", default=[], help="also measure this checkpoint (repeatable)")
     bench.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_quant_options(bench)
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     bench.add_argument("--prompt-len", type=int, default=64)
@@ -121,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_config(ns: argparse.Namespace) -> ModelConfig:
     return ModelConfig(model=ns.model, dtype=ns.dtype, device=ns.device,
                        served_model_name=ns.served_model_name,
-                       data_dir=ns.data_dir or default_data_dir())
+                       data_dir=ns.data_dir or default_data_dir(), quantize=ns.quantize,
+                       group_size=ns.group_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -190,7 +190,8 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     models = []
     for name in [s for s in ns.shapes.split(",") if s]:
         if name == "demo":
-            models.append(("demo shape", ModelConfig(None, ns.dtype, ns.device, data_dir=data_dir)))
+            models.append(("demo shape", ModelConfig(None, ns.dtype, ns.device, data_dir=data_dir,
+                                                     quantize=ns.quantize, group_size=ns.group_size)))
             continue
         try:
             args = preset(name)
@@ -200,8 +201,10 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
         if not (folder / "config.json").is_file():
             print(f"writing a random {name} checkpoint to {folder} (once)", file=sys.stderr)
             write_random_checkpoint(args, folder, dtype=DTYPES["bfloat16"], seed=0)
-        models.append((f"{name} shape", ModelConfig(str(folder), ns.dtype, ns.device, data_dir=data_dir)))
-    models += [(m, ModelConfig(m, ns.dtype, ns.device, data_dir=data_dir)) for m in ns.model]
+        models.append((f"{name} shape", ModelConfig(str(folder), ns.dtype, ns.device, data_dir=data_dir,
+                                                    quantize=ns.quantize, group_size=ns.group_size)))
+    models += [(m, ModelConfig(m, ns.dtype, ns.device, data_dir=data_dir, quantize=ns.quantize,
+                               group_size=ns.group_size)) for m in ns.model]
     bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len)
     out = None if str(ns.out) == "-" else Path(ns.out)
     command = "mistral-serve bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mistral-serve bench"

@@ -25,6 +25,8 @@ class ModelConfig:
     device: str = "auto"  # auto | cpu | cuda
     served_model_name: str | None = None
     data_dir: Path = Path()
+    quantize: str = "none"  # none | int8 | int4 (weight-only, applied at load time)
+    group_size: int = 32  # int4 group size
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

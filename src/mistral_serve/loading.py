@@ -17,6 +17,7 @@ from .model.checkpoint import CheckpointFiles, find_checkpoint, read_args
 from .model.errors import CheckpointError
 from .model.hardware import resolve_device, resolve_dtype
 from .model.loader import load_transformer
+from .model.quant import QuantConfig
 from .model.transformer import Transformer
 from .random_checkpoint import ensure_demo, is_demo_folder
 from .tokenizer import Tokenizer, TokenizerError, find_tokenizer_file
@@ -71,10 +72,14 @@ def load(cfg: ModelConfig) -> LoadedModel:
     args = read_args(files)
     tokenizer = load_tokenizer(root, args)
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device, args.n_params)
-    model = load_transformer(files, args, dtype, device)
+    quant = QuantConfig(cfg.quantize, cfg.group_size)
+    # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
+    weight_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
+    dtype = resolve_dtype(cfg.dtype, device, weight_params)
+    model = load_transformer(files, args, dtype, device, quant)
     demo = cfg.model is None or is_demo_folder(root)
-    card = card_for(args, cfg.model or "demo", demo=demo, served_name=cfg.served_model_name)
+    card = card_for(args, cfg.model or "demo", demo=demo, served_name=cfg.served_model_name,
+                    quantization=quant.label)
     log.info("loaded %s (%s layout, %.0fM parameters, %s on %s, tokenizer %s) in %.1fs",
              root, files.layout, args.n_params / 1e6, str(dtype).removeprefix("torch."), device,
              tokenizer.version, time.monotonic() - started)

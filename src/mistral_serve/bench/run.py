@@ -42,7 +42,7 @@ def machine_description() -> str:
 
 def engine_section(loaded: LoadedModel, bench: BenchConfig, label: str) -> list[str]:
     lines = [f"### Engine, {label} ({loaded.args.n_params / 1e6:.0f}M parameters, "
-             f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device})", "",
+             f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, quantization {loaded.card.quantization})", "",
              f"Random prompts of {bench.prompt_len} tokens, {bench.output_len} output tokens each, greedy.", "",
              "| concurrency | output tok/s (whole run) | decode tok/s (all decoding) | speed-up vs 1 |",
              "| --- | --- | --- | --- |"]

@@ -18,6 +18,7 @@ from torch import Tensor
 from .args import ModelArgs
 from .checkpoint import CheckpointFiles, Source, expected_shapes, find_checkpoint, parameter_sources, read_args
 from .errors import CheckpointError
+from .quant import Int4Linear, Int8Linear, QuantConfig, swap_linears
 from .rope import inv_frequencies
 from .safetensors_io import SafetensorsFile
 from .transformer import Transformer
@@ -56,9 +57,12 @@ def _fill(dest: Tensor, src: Source, files: CheckpointFiles, handles: dict[Path,
 
 
 def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype,
-                     device: torch.device) -> Transformer:
+                     device: torch.device, quant: QuantConfig = QuantConfig()) -> Transformer:
+    """Quantized layers (see quant.py) are quantized as each weight is read: peak memory is the
+    quantized model plus one float32 tensor."""
     with torch.device("meta"):
         model = Transformer(args)
+    swap_linears(model, quant, dtype, device)
     shapes = {name: p.shape for name, p in model.named_parameters()}
     state: dict[str, Tensor] = {}
     with ExitStack() as stack:
@@ -66,22 +70,29 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
                    for path in sorted(set(files.weight_map.values()))}
         check_tensors(files, args, handles)
         for name, src in parameter_sources(files.layout, args).items():
-            if name == "output.weight" and args.tie_embeddings:
+            if name == "output.weight" and args.tie_embeddings and quant.mode == "none":
+                continue
+            module = model.get_submodule(name.rsplit(".", 1)[0])
+            if isinstance(module, (Int8Linear, Int4Linear)):
+                rows = sum(handles[files.weight_map[n]].tensors[n].shape[0] for n in src.names)
+                dest = torch.empty((rows, module.in_features), dtype=torch.float32)
+                _fill(dest, src, files, handles)
+                module.set_weight(dest.to(device))
                 continue
             dest = torch.empty(shapes[name], dtype=dtype)
             _fill(dest, src, files, handles)
             state[name] = dest.to(device)
     model.load_state_dict(state, strict=False, assign=True)
-    if args.tie_embeddings:
+    if args.tie_embeddings and quant.mode == "none":
         model.output.weight = model.tok_embeddings.weight
     model.inv_freq = inv_frequencies(args.head_dim, args.rope_theta, device=device)
-    for name, p in model.named_parameters():
-        if p.is_meta:  # cannot happen when check_tensors passed; guards against a silent bad model
-            raise CheckpointError(f"{files.root}: parameter {name} was not loaded")
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:  # cannot happen when check_tensors passed; guards against a silent bad model
+            raise CheckpointError(f"{files.root}: {name} was not loaded")
     return model.eval().requires_grad_(False)
 
 
-def load_folder(root: Path, dtype: torch.dtype = torch.float32,
-                device: torch.device = torch.device("cpu")) -> Transformer:
+def load_folder(root: Path, dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu"),
+                quant: QuantConfig = QuantConfig()) -> Transformer:
     files = find_checkpoint(root)
-    return load_transformer(files, read_args(files), dtype, device)
+    return load_transformer(files, read_args(files), dtype, device, quant)

@@ -1,0 +1,145 @@
+"""Weight-only quantization: int8 per output channel, int4 per group, applied at load time.
+
+Weights are quantized one tensor at a time as the loader reads them, so the float model never
+exists whole in memory. Activations stay in floating point; each Linear's matmul runs in the
+fastest kernel PyTorch has for the device:
+- int8, CPU: aten._weight_int8pack_mm (x @ (q * scale).T with q int8 (N, K), scale (N,));
+- int4, CPU: aten._weight_int4pack_mm_for_cpu (tinygemm layout, groups along K);
+- int4, CUDA: aten._weight_int4pack_mm (bf16 activations);
+- int8, CUDA: dequantize-then-matmul (no stock weight-only int8 GEMM; unmeasured here).
+
+int4 uses tinygemm's asymmetric convention: for each group of `group_size` input columns,
+scale = (max - min) / 15, zero = min + 8 * scale, q = round((w - min) / scale) in [0, 15],
+so w ~ (q - 8) * scale + zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MODES = ("none", "int8", "int4")
+
+
+@dataclass(frozen=True, slots=True)
+class QuantConfig:
+    mode: str = "none"  # none | int8 | int4
+    group_size: int = 32  # int4 only: 32 or 128 input columns share a scale and zero
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"--quantize must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.group_size not in (32, 64, 128, 256):
+            raise ValueError(f"group size must be 32, 64, 128 or 256, got {self.group_size}")
+
+    @property
+    def label(self) -> str:
+        return {"none": "none", "int8": "int8 (weight-only, per channel)",
+                "int4": f"int4 (weight-only, group {self.group_size})"}[self.mode]
+
+
+def quantize_int8(w: Tensor) -> tuple[Tensor, Tensor]:
+    """w (N, K) float -> (q int8 (N, K), scale float32 (N,)), symmetric per output row."""
+    w = w.float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+    q = torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8)
+    return q, scale
+
+
+def quantize_int4(w: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """w (N, K) float -> (q uint8 (N, K) in [0, 15], scale (N, K/g), zero (N, K/g)) float32."""
+    n, k = w.shape
+    groups = w.float().reshape(n, k // group_size, group_size)
+    lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
+    scale = ((hi - lo) / 15.0).clamp(min=1e-8)
+    zero = lo + 8.0 * scale
+    q = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).to(torch.uint8)
+    return q.reshape(n, k), scale, zero
+
+
+def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor, group_size: int) -> Tensor:
+    n, k = q.shape
+    groups = q.reshape(n, k // group_size, group_size).float() - 8.0
+    return (groups * scale[..., None] + zero[..., None]).reshape(n, k)
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, in_features: int, out_features: int, act_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.act_dtype = in_features, out_features, act_dtype
+        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.empty(out_features, dtype=act_dtype))
+
+    def set_weight(self, w: Tensor) -> None:
+        q, scale = quantize_int8(w)
+        device = self.weight.device if not self.weight.is_meta else w.device
+        self.weight = q.to(device)
+        self.scale = scale.to(self.act_dtype).to(device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu":
+            return torch.ops.aten._weight_int8pack_mm(x.to(self.act_dtype), self.weight, self.scale).to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
+
+
+class Int4Linear(nn.Module):
+    INNER_K_TILES = 8
+
+    def __init__(self, in_features: int, out_features: int, group_size: int, act_dtype: torch.dtype) -> None:
+        super().__init__()
+        if in_features % group_size or in_features % (Int4Linear.INNER_K_TILES * 16):
+            raise ValueError(f"int4 needs in_features ({in_features}) divisible by the group size "
+                             f"({group_size}) and by {Int4Linear.INNER_K_TILES * 16}")
+        self.in_features, self.out_features = in_features, out_features
+        self.group_size, self.act_dtype = group_size, act_dtype
+        self.register_buffer("weight", torch.empty(0, dtype=torch.uint8))
+        self.register_buffer("scales_and_zeros", torch.empty(0, dtype=act_dtype))
+
+    def set_weight(self, w: Tensor) -> None:
+        q, scale, zero = quantize_int4(w, self.group_size)
+        device = w.device
+        # (K/g, N, 2): the layout tinygemm reads.
+        sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(self.act_dtype)
+        if device.type == "cpu":
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), self.INNER_K_TILES)
+        else:
+            pairs = (q[:, ::2] << 4 | q[:, 1::2]).contiguous()  # two 4-bit values per byte
+            packed = torch.ops.aten._convert_weight_to_int4pack(pairs, self.INNER_K_TILES)
+        self.weight, self.scales_and_zeros = packed, sz.to(device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features).to(self.act_dtype)
+        if x.device.type == "cpu":
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales_and_zeros)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm(x2, self.weight, self.group_size, self.scales_and_zeros)
+        return y.reshape(*lead, self.out_features).to(x.dtype)
+
+
+def activation_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
+    """The stock int kernels are fastest with bf16 activations (CPU int8's AVX2/AVX512 paths and
+    CUDA's tinygemm only take bf16); elsewhere the compute dtype is kept."""
+    return torch.bfloat16 if compute in (torch.bfloat16, torch.float32) else compute
+
+
+def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, device: torch.device) -> None:
+    """Replace the transformer's big Linear layers (on the meta device) by quantized ones.
+    The output layer is int8 in both modes: int4 logits cost too much quality (llama.cpp also
+    keeps it at higher precision); embeddings stay in floating point (a lookup, not a GEMM)."""
+    if config.mode == "none":
+        return
+    act = activation_dtype(device, compute)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Linear):
+                continue
+            is_output = parent is model and name == "output"
+            if config.mode == "int8" or is_output:
+                new: nn.Module = Int8Linear(child.in_features, child.out_features, act)
+            else:
+                new = Int4Linear(child.in_features, child.out_features, config.group_size, act)
+            setattr(parent, name, new)
