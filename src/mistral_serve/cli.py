@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", action="append", default=[], help="also measure this checkpoint (repeatable)")
     bench.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    _add_quant_options(bench)
+    bench.add_argument("--quantize", default="none,int8,int4",
+                       help="comma-separated modes, each measured in turn (default none,int8,int4)")
+    bench.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     bench.add_argument("--prompt-len", type=int, default=64)

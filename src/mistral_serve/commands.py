@@ -180,6 +180,7 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     from .config import default_data_dir
     from .model.args import preset
     from .model.hardware import DTYPES
+    from .model.quant import QuantConfig
     from .random_checkpoint import write_random_checkpoint
 
     data_dir = ns.data_dir or default_data_dir()
@@ -187,11 +188,14 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
         concurrency = tuple(int(c) for c in ns.concurrency.split(","))
     except ValueError:
         raise UserError(f"--concurrency must be comma-separated integers, got {ns.concurrency!r}") from None
-    models = []
+    try:
+        modes = [QuantConfig(m, ns.group_size).mode for m in ns.quantize.split(",") if m]
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    folders: list[tuple[str, str | None]] = []
     for name in [s for s in ns.shapes.split(",") if s]:
         if name == "demo":
-            models.append(("demo shape", ModelConfig(None, ns.dtype, ns.device, data_dir=data_dir,
-                                                     quantize=ns.quantize, group_size=ns.group_size)))
+            folders.append(("demo shape", None))
             continue
         try:
             args = preset(name)
@@ -201,10 +205,11 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
         if not (folder / "config.json").is_file():
             print(f"writing a random {name} checkpoint to {folder} (once)", file=sys.stderr)
             write_random_checkpoint(args, folder, dtype=DTYPES["bfloat16"], seed=0)
-        models.append((f"{name} shape", ModelConfig(str(folder), ns.dtype, ns.device, data_dir=data_dir,
-                                                    quantize=ns.quantize, group_size=ns.group_size)))
-    models += [(m, ModelConfig(m, ns.dtype, ns.device, data_dir=data_dir, quantize=ns.quantize,
-                               group_size=ns.group_size)) for m in ns.model]
+        folders.append((f"{name} shape", str(folder)))
+    folders += [(m, m) for m in ns.model]
+    models = [(label, ModelConfig(folder, ns.dtype, ns.device, data_dir=data_dir, quantize=mode,
+                                  group_size=ns.group_size))
+              for label, folder in folders for mode in modes]
     bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len)
     out = None if str(ns.out) == "-" else Path(ns.out)
     command = "mistral-serve bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mistral-serve bench"
