@@ -44,6 +44,7 @@ test: dev $(CHROMIUM)
 
 # Speed is measured here, never asserted in tests. Writes BENCHMARKS.md.
 bench: install
+	$(PIP) install --quiet -e ".[bench]"
 	$(VENV)/bin/mistral-serve bench $(ARGS)
 
 clean:

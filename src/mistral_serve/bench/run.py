@@ -1,12 +1,13 @@
-"""`mistral-serve bench`: run the benchmarks and write BENCHMARKS.md."""
+"""`mistral-serve bench`: run the benchmarks and write BENCHMARKS.md (and a throughput plot)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +25,21 @@ class BenchConfig:
     output_len: int = 32
     prefix_len: int = 2000
     max_num_batched_tokens: int = 512
+    http_clients: tuple[int, ...] = (1, 8, 32)
+    suites: tuple[str, ...] = ("engine", "http", "peers")
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    # (label, concurrency -> tokens/s) for the plot
+    curves: list[tuple[str, dict[int, float]]] = field(default_factory=list)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+        for line in lines:
+            if line:
+                print(line, file=sys.stderr, flush=True)
 
 
 def machine_description() -> str:
@@ -40,13 +56,15 @@ def machine_description() -> str:
             f"CPU capability {torch.backends.cpu.get_cpu_capability()}{gpu}")
 
 
-def engine_section(loaded: LoadedModel, bench: BenchConfig, label: str) -> list[str]:
-    lines = [f"### Engine, {label} ({loaded.args.n_params / 1e6:.0f}M parameters, "
-             f"{str(loaded.dtype).removeprefix('torch.')} on {loaded.device}, quantization {loaded.card.quantization})", "",
-             f"Random prompts of {bench.prompt_len} tokens, {bench.output_len} output tokens each, greedy.", "",
-             "| concurrency | output tok/s (whole run) | decode tok/s (all decoding) | speed-up vs 1 |",
-             "| --- | --- | --- | --- |"]
-    base = None
+def _weights_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def engine_section(report: Report, loaded: LoadedModel, bench: BenchConfig, label: str) -> None:
+    report.add(f"Random prompts of {bench.prompt_len} tokens, {bench.output_len} output tokens each, greedy.", "",
+               "| concurrency | output tok/s (whole run) | decode tok/s (all decoding) | speed-up vs 1 |",
+               "| --- | --- | --- | --- |")
+    base, curve = None, {}
     for c in bench.concurrency:
         engine = LLMEngine(loaded.model, loaded.tokenizer,
                            EngineConfig(max_num_seqs=max(bench.concurrency),
@@ -54,29 +72,109 @@ def engine_section(loaded: LoadedModel, bench: BenchConfig, label: str) -> list[
         throughput(engine, 1, 8, 2)  # warm-up
         r = throughput(engine, c, bench.prompt_len, bench.output_len)
         base = base or r.decode_tokens_per_s
-        lines.append(f"| {c} | {r.tokens_per_s:.1f} | {r.decode_tokens_per_s:.1f} | "
-                     f"{r.decode_tokens_per_s / base:.1f}x |")
-        print(lines[-1], file=sys.stderr, flush=True)
+        curve[c] = r.decode_tokens_per_s
+        report.add(f"| {c} | {r.tokens_per_s:.1f} | {r.decode_tokens_per_s:.1f} | {r.decode_tokens_per_s / base:.1f}x |")
+    report.curves.append((f"engine {label}", curve))
     for caching in (True, False):
         engine = LLMEngine(loaded.model, loaded.tokenizer,
                            EngineConfig(max_num_batched_tokens=bench.max_num_batched_tokens,
                                         enable_prefix_caching=caching))
         p = prefix_ttft(engine, bench.prefix_len)
-        state = "on" if caching else "off"
-        lines += ["", f"Prefix caching {state}: time to first token for a {p.prefix_tokens}-token prefix + 16 new "
-                  f"tokens: cold {p.cold_ttft * 1000:.0f} ms, repeated {p.cached_ttft * 1000:.0f} ms "
-                  f"({p.cold_ttft / p.cached_ttft:.1f}x; {p.cached_tokens} prompt tokens from the cache)."]
-        print(lines[-1], file=sys.stderr, flush=True)
-    return lines + [""]
+        report.add("", f"Prefix caching {'on' if caching else 'off'}: time to first token for a {p.prefix_tokens}-token "
+                   f"prefix + 16 new tokens: cold {p.cold_ttft * 1000:.0f} ms, repeated {p.cached_ttft * 1000:.0f} ms "
+                   f"({p.cached_ttft / p.cold_ttft:.1%} of cold; {p.cached_tokens} prompt tokens from the cache).")
+    report.add("")
 
 
-def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Path | None,
-              command: str) -> str:
-    sections = ["# Benchmarks", "", f"Machine: {machine_description()}.", "",
-                f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.", ""]
+def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig, label: str) -> None:
+    from .http_bench import LocalServer, run_clients
+
+    args = ["--dtype", cfg.dtype, "--device", cfg.device, "--quantize", cfg.quantize, "--group-size", str(cfg.group_size),
+            "--max-num-seqs", str(max(bench.http_clients))]
+    if cfg.model is not None:
+        args += ["--model", cfg.model]
+    server = LocalServer(args, cfg.data_dir)
+    try:
+        server.wait_ready()
+        model_id = server.model_id()
+        report.add(f"Through the HTTP server (streaming chat, ~{bench.prompt_len // 2}-word prompts, "
+                   f"{bench.output_len} output tokens):", "",
+                   "| clients | output tok/s | TTFT p50 / p99 | inter-token p50 / p99 | errors |",
+                   "| --- | --- | --- | --- | --- |")
+        curve = {}
+        for clients in bench.http_clients:
+            r = asyncio.run(run_clients(server.url, model_id, clients, bench.prompt_len // 2, bench.output_len))
+            curve[clients] = r.tokens_per_s
+            report.add(f"| {clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
+                       f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {r.errors} |")
+        report.curves.append((f"http {label}", curve))
+        weights = _weights_bytes(loaded.model)
+        report.add("", f"Server peak resident memory {server.peak_rss() / 2**30:.2f} GiB; weights "
+                   f"{weights / 2**30:.2f} GiB (the KV cache is reserved lazily: only blocks in use are resident).", "")
+    finally:
+        server.stop()
+
+
+def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig) -> None:
+    if cfg.model is None or cfg.quantize != "none":
+        return  # peers run on the float weights of a checkpoint folder
+    from .transformers_peer import transformers_measure
+
+    report.add(f"Peers on the same weights ({str(loaded.dtype).removeprefix('torch.')}):", "",
+               "| system | batch | prefill tok/s | decode tok/s |", "| --- | --- | --- | --- |")
+    for batch in (1, 8, 32):
+        try:
+            r = transformers_measure(Path(cfg.model), loaded.dtype, bench.prompt_len, bench.output_len, batch)
+        except Exception as err:  # a peer that cannot run is reported, not fatal
+            report.add(f"| transformers | {batch} | failed: {err} | |")
+            continue
+        report.add(f"| transformers `generate` | {batch} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
+    report.add("")
+
+
+def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, curve in curves:
+        xs = sorted(curve)
+        ax.plot(xs, [curve[x] for x in xs], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("output tokens / s")
+    ax.set_title("mistral-serve throughput against concurrency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Path | None, command: str) -> str:
+    report = Report(["# Benchmarks", "", f"Machine: {machine_description()}.", "",
+                     f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.", ""])
     for label, cfg in models:
-        sections += engine_section(load(cfg), bench, label)
-    text = "\n".join(sections)
+        loaded = load(cfg)
+        full = f"{label}, {str(loaded.dtype).removeprefix('torch.')}, quantization {loaded.card.quantization}"
+        report.add(f"## {full} ({loaded.args.n_params / 1e6:.0f}M parameters, {loaded.device})", "")
+        if "engine" in bench.suites:
+            engine_section(report, loaded, bench, full)
+        if "http" in bench.suites:
+            http_section(report, cfg, loaded, bench, full)
+        if "peers" in bench.suites:
+            peers_section(report, cfg, loaded, bench)
+        del loaded
+    if out is not None and report.curves:
+        png = plot(report.curves, out.with_suffix(".png"))
+        if png is not None:
+            report.lines += [f"![throughput against concurrency]({png.name})", ""]
+    text = "\n".join(report.lines)
     if out is not None:
         out.write_text(text)
     return text
