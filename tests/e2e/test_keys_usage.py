@@ -24,7 +24,7 @@ import httpx
 import openai
 import pytest
 
-from server_process import ServerProcess, free_port
+from server_process import ServerProcess, free_port, fresh_data_dir
 
 MODEL = "open-mistral-7b"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 6}
@@ -37,16 +37,6 @@ SERVER_ENV = {"MISTRAL_SERVE_API_KEY": "", "OMP_NUM_THREADS": "1"}
 def cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mistral_serve.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env or _ENV)
-
-
-def fresh_data_dir(factory, demo_data_dir: Path, name: str) -> Path:
-    """An empty data dir (its own key and generation store) sharing the session's demo checkpoint."""
-    from mistral_serve.random_checkpoint import ensure_demo
-
-    demo = ensure_demo(demo_data_dir)
-    folder = factory.mktemp(name)
-    (folder / demo.name).symlink_to(demo, target_is_directory=True)
-    return folder
 
 
 def store_bytes(data_dir: Path) -> bytes:

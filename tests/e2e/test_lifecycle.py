@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server_process import ServerProcess
+from server_process import ServerProcess, fresh_data_dir
 
 MODEL = "open-mistral-7b"
 # One torch thread per server: on a small machine shared with other servers, spinning OpenMP
@@ -48,15 +48,6 @@ def generation(url: str, gid: str) -> dict:
     r = httpx.get(f"{url}/api/ai/generations/{gid}", timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def fresh_data_dir(factory, demo_data_dir: Path, name: str) -> Path:
-    from mistral_serve.random_checkpoint import ensure_demo
-
-    demo = ensure_demo(demo_data_dir)
-    folder = factory.mktemp(name)
-    (folder / demo.name).symlink_to(demo, target_is_directory=True)
-    return folder
 
 
 def read_sse(lines) -> dict:

@@ -25,7 +25,6 @@ from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from server_process import ServerProcess  # noqa: E402
 
 MODEL = "open-mistral-7b"
@@ -43,25 +42,8 @@ GENERATION_TIMEOUT = 90_000
 # ---- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from mistral_serve.random_checkpoint import ensure_demo
-
-    folder = tmp_path_factory.mktemp("ui-data")
-    ensure_demo(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def server(data_dir):
-    """An open server (no key), whatever MISTRAL_SERVE_API_KEY the environment has."""
-    proc = ServerProcess(data_dir, env={"MISTRAL_SERVE_API_KEY": ""}).wait_ready()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def keyed_server(data_dir):
-    proc = ServerProcess(data_dir, "--api-key", "secret").wait_ready()
+def keyed_server(demo_data_dir):
+    proc = ServerProcess(demo_data_dir, "--api-key", "secret").wait_ready()
     yield proc
     proc.stop()
 

@@ -70,3 +70,13 @@ class ServerProcess:
             if line.startswith(name + " ") or line.startswith(name + "{}"):
                 return float(line.split()[-1])
         raise KeyError(name)
+
+
+def fresh_data_dir(factory, demo_data_dir: Path, name: str) -> Path:
+    """An empty data dir (its own key and generation store) sharing the session's demo checkpoint."""
+    from mistral_serve.random_checkpoint import ensure_demo
+
+    demo = ensure_demo(demo_data_dir)
+    folder = factory.mktemp(name)
+    (folder / demo.name).symlink_to(demo, target_is_directory=True)
+    return folder
