@@ -15,7 +15,7 @@ from .model import hub
 from .model.args import ModelArgs
 from .model.checkpoint import CheckpointFiles, find_checkpoint, read_args
 from .model.errors import CheckpointError
-from .model.hardware import resolve_device, resolve_dtype
+from .model.hardware import configure_threads, resolve_device, resolve_dtype
 from .model.loader import load_transformer
 from .model.quant import QuantConfig
 from .model.transformer import Transformer
@@ -72,6 +72,7 @@ def load(cfg: ModelConfig) -> LoadedModel:
     args = read_args(files)
     tokenizer = load_tokenizer(root, args)
     device = resolve_device(cfg.device)
+    threads = configure_threads()
     quant = QuantConfig(cfg.quantize, cfg.group_size)
     # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
     weight_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
@@ -80,7 +81,7 @@ def load(cfg: ModelConfig) -> LoadedModel:
     demo = cfg.model is None or is_demo_folder(root)
     card = card_for(args, cfg.model or "demo", demo=demo, served_name=cfg.served_model_name,
                     quantization=quant.label)
-    log.info("loaded %s (%s layout, %.0fM parameters, %s on %s, tokenizer %s) in %.1fs",
-             root, files.layout, args.n_params / 1e6, str(dtype).removeprefix("torch."), device,
+    log.info("loaded %s (%s layout, %.0fM parameters, %s on %s with %d CPU threads, tokenizer %s) in %.1fs",
+             root, files.layout, args.n_params / 1e6, str(dtype).removeprefix("torch."), device, threads,
              tokenizer.version, time.monotonic() - started)
     return LoadedModel(model, tokenizer, args, card, files, cfg.model or "demo", dtype, device)

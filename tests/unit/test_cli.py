@@ -142,3 +142,14 @@ def test_auto_dtype(monkeypatch):
     assert hardware.resolve_dtype("float16", cpu, 10**9) == torch.float16
     with pytest.raises(ValueError):
         hardware.resolve_device("tpu")
+
+
+def test_threads_follow_the_usable_cpus(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0})
+    before = torch.get_num_threads()
+    try:
+        assert hardware.configure_threads() == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -68,3 +68,28 @@ def resolve_dtype(name: str, device: torch.device, n_params: int) -> torch.dtype
                     "which this CPU emulates slowly; --quantize int8 is faster", need / 1e9, have / 1e9)
         return torch.bfloat16
     return torch.float32
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers
+    often see every host core but may use only a few; too many threads then thrash)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def configure_threads() -> int:
+    """One intra-op thread per usable CPU, unless OMP_NUM_THREADS says otherwise."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = usable_cpus()
+    torch.set_num_threads(threads)
+    return threads
