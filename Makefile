@@ -44,6 +44,8 @@ test: dev $(CHROMIUM)
 
 # Speed is measured here, never asserted in tests. Writes BENCHMARKS.md.
 bench: install
+	@echo "Installing the benchmark's peers (transformers, matplotlib, gguf, llama-cpp-python)."
+	@echo "The first time, llama-cpp-python compiles llama.cpp from source: about 20 minutes on 2 cores."
 	$(PIP) install --quiet -e ".[bench]"
 	$(VENV)/bin/mistral-serve bench $(ARGS)
 

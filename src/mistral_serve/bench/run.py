@@ -15,6 +15,7 @@ import torch
 from ..config import EngineConfig, ModelConfig
 from ..engine.engine import LLMEngine
 from ..loading import LoadedModel, load
+from ..random_checkpoint import ensure_demo
 from .engine_bench import prefix_ttft, throughput
 
 
@@ -115,20 +116,45 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
         server.stop()
 
 
+# Our quantization mode -> the GGUF type llama.cpp runs against it.
+GGUF_FOR_MODE = {"none": "F16", "int8": "Q8_0", "int4": "Q4_0"}
+PEER_BATCHES = (1, 8, 32)
+
+
 def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig) -> None:
-    if cfg.model is None or cfg.quantize != "none":
-        return  # peers run on the float weights of a checkpoint folder
+    """transformers (float weights only) and llama.cpp (the GGUF type matching our mode) on the
+    same checkpoint, single-stream and batched."""
+    from . import llamacpp_peer
+    from .gguf_export import export_gguf
     from .transformers_peer import transformers_measure
 
-    report.add(f"Peers on the same weights ({str(loaded.dtype).removeprefix('torch.')}):", "",
-               "| system | batch | prefill tok/s | decode tok/s |", "| --- | --- | --- | --- |")
-    for batch in (1, 8, 32):
-        try:
-            r = transformers_measure(Path(cfg.model), loaded.dtype, bench.prompt_len, bench.output_len, batch)
-        except Exception as err:  # a peer that cannot run is reported, not fatal
-            report.add(f"| transformers | {batch} | failed: {err} | |")
-            continue
-        report.add(f"| transformers `generate` | {batch} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
+    folder = Path(cfg.model) if cfg.model else ensure_demo(cfg.data_dir)
+    report.add("Peers on the same weights:", "", "| system | batch | prefill tok/s | decode tok/s |",
+               "| --- | --- | --- | --- |")
+    if cfg.quantize == "none":
+        for batch in PEER_BATCHES:
+            try:
+                r = transformers_measure(folder, loaded.dtype, bench.prompt_len, bench.output_len, batch)
+                report.add(f"| transformers `generate` ({str(loaded.dtype).removeprefix('torch.')}) | {batch} | "
+                           f"{r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
+            except Exception as err:  # a peer that cannot run is reported, not fatal
+                report.add(f"| transformers | {batch} | failed: {err} | |")
+    if not llamacpp_peer.available():
+        report.add("| llama.cpp | | not installed (`pip install llama-cpp-python gguf`: compiles, ~20 min) | |", "")
+        return
+    qtype = GGUF_FOR_MODE[cfg.quantize]
+    gguf = cfg.data_dir / "bench" / "gguf" / f"{folder.name}-{qtype}.gguf"
+    try:
+        if not gguf.is_file():
+            gguf.parent.mkdir(parents=True, exist_ok=True)
+            export_gguf(folder, gguf, qtype)
+        threads = torch.get_num_threads()
+        for batch in PEER_BATCHES:
+            r = (llamacpp_peer.llamacpp_single_stream(gguf, bench.prompt_len, bench.output_len, threads) if batch == 1
+                 else llamacpp_peer.llamacpp_batched(gguf, batch, bench.prompt_len, bench.output_len, threads))
+            report.add(f"| llama.cpp {qtype} | {batch} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
+    except Exception as err:
+        report.add(f"| llama.cpp {qtype} | | failed: {err} | |")
     report.add("")
 
 
