@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: serve chat test bench install dev clean
+.PHONY: serve chat test bench lint install dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ $(CHROMIUM):
 
 test: dev $(CHROMIUM)
 	$(PY) -m pytest -q tests
+
+# Pyflakes-level checks: unused imports and variables, undefined names, syntax errors.
+lint: dev
+	$(VENV)/bin/ruff check --select F,E9 src tests
 
 # Speed is measured here, never asserted in tests. Writes BENCHMARKS.md.
 bench: install

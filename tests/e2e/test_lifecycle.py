@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest

@@ -1,8 +1,6 @@
 """Checkpoint layouts load to the same weights; every damaged checkpoint gets a clear error."""
 
 import json
-import math
-import shutil
 
 import pytest
 import torch

@@ -112,7 +112,7 @@ def test_stop_string_cuts_text_exactly_before_it_and_never_streams_part_of_it(re
         pytest.fail("no stop string found in the greedy text")
     cut = full.find(stop)
     eng = engine()
-    rid = eng.add_request(P, SamplingParams(temperature=0, max_tokens=40, stop=[stop]))
+    eng.add_request(P, SamplingParams(temperature=0, max_tokens=40, stop=[stop]))
     streamed = ""
     finish = None
     while eng.has_unfinished():
