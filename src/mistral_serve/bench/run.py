@@ -159,6 +159,8 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
 
 
 def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
+    """One panel per model shape (the part of a label before the first comma after the suite
+    name), log-scaled throughput against concurrency."""
     try:
         import matplotlib
 
@@ -167,18 +169,28 @@ def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    shapes: dict[str, list[tuple[str, dict[int, float]]]] = {}
     for label, curve in curves:
-        xs = sorted(curve)
-        ax.plot(xs, [curve[x] for x in xs], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrent streams")
-    ax.set_ylabel("output tokens / s")
-    ax.set_title("mistral-serve throughput against concurrency")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+        suite, _, rest = label.partition(" ")
+        shape, _, detail = rest.partition(", ")
+        shapes.setdefault(shape, []).append((f"{suite}: {detail}", curve))
+    fig, axes = plt.subplots(1, len(shapes), figsize=(6.5 * len(shapes), 5), squeeze=False)
+    for ax, (shape, lines) in zip(axes[0], shapes.items()):
+        for label, curve in lines:
+            xs = sorted(curve)
+            ax.plot(xs, [curve[x] for x in xs], marker="o", label=label,
+                    linestyle="-" if label.startswith("engine") else "--")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(shape)
+        ax.set_xlabel("concurrent streams")
+        ax.set_ylabel("output tokens / s")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("mistral-serve throughput against concurrency (engine: decode phase; http: whole run)")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
     return out
 
 
