@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--layout", default="hf", choices=["hf", "mistral"],
                       help="hf: config.json + model*.safetensors; mistral: params.json + consolidated.safetensors")
     init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
+                      help="store the weights pre-quantized (hf layout): loading skips quantization")
+    init.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
     bench = sub.add_parser("bench", help="measure the engine on random checkpoints; writes BENCHMARKS.md")
     bench.add_argument("--shapes", default="demo,mistral-1b",
                        help="comma-separated presets to measure; each gets a random checkpoint in "

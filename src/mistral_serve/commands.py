@@ -119,10 +119,15 @@ def cmd_init(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
 
     if ns.out.exists() and any(ns.out.iterdir()):
         raise UserError(f"{ns.out}: folder exists and is not empty")
+    from .model.quant import QuantConfig
+
     args = preset(ns.preset)
-    write_random_checkpoint(args, ns.out, dtype=DTYPES[ns.dtype], layout=ns.layout, seed=ns.seed)
+    quant = QuantConfig(ns.quantize, ns.group_size)
+    if quant.mode != "none" and ns.layout != "hf":
+        raise UserError("pre-quantized checkpoints use the hf layout (drop --layout mistral)")
+    write_random_checkpoint(args, ns.out, dtype=DTYPES[ns.dtype], layout=ns.layout, seed=ns.seed, quant=quant)
     print(f"wrote a random {ns.preset} checkpoint ({args.n_params / 1e9:.2f}B parameters, {ns.dtype}, "
-          f"{ns.layout} layout) to {ns.out}")
+          f"{ns.layout} layout, quantization {quant.label}) to {ns.out}")
     return 0
 
 

@@ -18,6 +18,7 @@ from .model.errors import CheckpointError
 from .model.hardware import configure_threads, resolve_device, resolve_dtype
 from .model.loader import load_transformer
 from .model.quant import QuantConfig
+from .model.quant_io import stored_quant
 from .model.transformer import Transformer
 from .random_checkpoint import ensure_demo, is_demo_folder
 from .tokenizer import Tokenizer, TokenizerError, find_tokenizer_file
@@ -74,6 +75,9 @@ def load(cfg: ModelConfig) -> LoadedModel:
     device = resolve_device(cfg.device)
     threads = configure_threads()
     quant = QuantConfig(cfg.quantize, cfg.group_size)
+    stored = stored_quant(files.config_file) if files.layout == "hf" else None
+    if stored is not None and cfg.quantize == "none":
+        quant = stored  # a pre-quantized checkpoint loads as written
     # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
     weight_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
     dtype = resolve_dtype(cfg.dtype, device, weight_params)

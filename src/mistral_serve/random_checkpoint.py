@@ -17,6 +17,7 @@ import torch
 
 from .model.args import ModelArgs, preset
 from .model.checkpoint import Layout
+from .model.quant import QuantConfig
 from .model.writer import random_parameters, write_checkpoint
 from .tokenizer import bundled_tokenizer_file
 
@@ -41,10 +42,10 @@ def tokenizer_version_for(args: ModelArgs) -> str:
 
 
 def write_random_checkpoint(args: ModelArgs, out: Path, *, dtype: torch.dtype = torch.bfloat16,
-                            layout: Layout = "hf", seed: int = 0) -> Path:
-    """Write weights, config and the matching bundled tokenizer into `out`."""
+                            layout: Layout = "hf", seed: int = 0, quant: QuantConfig | None = None) -> Path:
+    """Write weights (pre-quantized with `quant`), config and the matching bundled tokenizer."""
     version = tokenizer_version_for(args)
-    write_checkpoint(out, args, random_parameters(args, seed), layout=layout, dtype=dtype)
+    write_checkpoint(out, args, random_parameters(args, seed), layout=layout, dtype=dtype, quant=quant)
     source = bundled_tokenizer_file(version)
     target = "tokenizer.model" if version == "v1" else f"tokenizer.model.{version}"
     shutil.copyfile(source, out / target)

@@ -83,3 +83,52 @@ def test_quantized_layers_replace_the_linears(folder):
     assert isinstance(model.layers[1].feed_forward.w2, Int4Linear)
     assert isinstance(model.output, Int8Linear)  # the output layer stays int8 in int4 mode
     assert model.layers[0].attention.wqkv.weight.dtype != torch.float32
+
+
+@pytest.mark.parametrize("mode, group", [("int8", 32), ("int4", 32), ("int4", 128)])
+def test_prequantized_checkpoint_loads_to_the_same_model(folder, tmp_path, mode, group):
+    """`init --quantize` writes quantized weights; loading them equals quantizing at load time."""
+    import json
+
+    from mistral_serve.model.safetensors_io import SafetensorsFile
+
+    params = {name: t * (8.0 if name == "output.weight" else 1.0) for name, t in random_parameters(ARGS, 7)}
+    pre = tmp_path / "pre"
+    quant = QuantConfig(mode, group)
+    write_checkpoint(pre, ARGS, params.items(), dtype=torch.float32, quant=quant)
+    config = json.loads((pre / "config.json").read_text())
+    assert config["quantization_config"] == {"quant_method": "mistral-serve", "mode": mode, "group_size": group}
+    with SafetensorsFile(pre / "model.safetensors") as f:
+        qweight = f.tensors["layers.0.attention.wqkv.qweight"]
+        assert not qweight.dtype.is_floating_point
+        assert qweight.shape[1] == (ARGS.dim if mode == "int8" else ARGS.dim // 2)
+    ids = torch.randint(0, ARGS.vocab_size, (32,), generator=torch.Generator().manual_seed(5))
+    expected = distributions(load_folder(folder, quant=quant), ids)
+    actual = distributions(load_folder(pre), ids)  # quantization read from config.json
+    assert torch.allclose(actual, expected, atol=1e-5)
+
+
+def test_prequantized_checkpoint_refuses_another_quantization(tmp_path):
+    from mistral_serve.model.errors import CheckpointError
+
+    pre = tmp_path / "pre"
+    write_checkpoint(pre, ARGS, random_parameters(ARGS, 1), dtype=torch.float32, quant=QuantConfig("int8"))
+    with pytest.raises(CheckpointError, match="already quantized"):
+        load_folder(pre, quant=QuantConfig("int4", 32))
+
+
+def test_init_writes_a_prequantized_demo_that_serves(tmp_path, capsys):
+    from pathlib import Path
+
+    from mistral_serve.cli import main
+    from mistral_serve.config import ModelConfig
+    from mistral_serve.loading import load
+
+    out = tmp_path / "q"
+    assert main(["init", "--preset", "demo", "--out", str(out), "--quantize", "int4", "--group-size", "128"]) == 0
+    assert "int4" in capsys.readouterr().out
+    loaded = load(ModelConfig(model=str(out), data_dir=Path(tmp_path)))
+    assert loaded.card.quantization == "int4 (weight-only, group 128)"
+    assert isinstance(loaded.model.layers[0].feed_forward.w13, Int4Linear)
+    assert main(["init", "--preset", "demo", "--out", str(tmp_path / "m"), "--quantize", "int8",
+                 "--layout", "mistral"]) == 2

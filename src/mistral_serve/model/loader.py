@@ -19,6 +19,7 @@ from .args import ModelArgs
 from .checkpoint import CheckpointFiles, Source, expected_shapes, find_checkpoint, parameter_sources, read_args
 from .errors import CheckpointError
 from .quant import Int4Linear, Int8Linear, QuantConfig, swap_linears
+from .quant_io import load_prequantized, stored_quant
 from .rope import inv_frequencies
 from .safetensors_io import SafetensorsFile
 from .transformer import Transformer
@@ -60,6 +61,10 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
                      device: torch.device, quant: QuantConfig = QuantConfig()) -> Transformer:
     """Quantized layers (see quant.py) are quantized as each weight is read: peak memory is the
     quantized model plus one float32 tensor."""
+    stored = stored_quant(files.config_file) if files.layout == "hf" else None
+    if stored is not None and stored != quant:
+        raise CheckpointError(f"{files.config_file}: the checkpoint is already quantized ({stored.label}); "
+                              f"load it without --quantize")
     with torch.device("meta"):
         model = Transformer(args)
     swap_linears(model, quant, dtype, device)
@@ -68,6 +73,8 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
     with ExitStack() as stack:
         handles = {path: stack.enter_context(SafetensorsFile(path))
                    for path in sorted(set(files.weight_map.values()))}
+        if stored is not None:
+            return _finish(model, load_prequantized(model, files, handles, quant, dtype, device), files, device)
         check_tensors(files, args, handles)
         for name, src in parameter_sources(files.layout, args).items():
             if name == "output.weight" and args.tie_embeddings and quant.mode == "none":
@@ -82,8 +89,15 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
             dest = torch.empty(shapes[name], dtype=dtype)
             _fill(dest, src, files, handles)
             state[name] = dest.to(device)
+    return _finish(model, state, files, device)
+
+
+def _finish(model: Transformer, state: dict[str, Tensor], files: CheckpointFiles,
+            device: torch.device) -> Transformer:
+    """Assign the float parameters, tie the output layer if asked, check nothing is missing."""
+    args = model.args
     model.load_state_dict(state, strict=False, assign=True)
-    if args.tie_embeddings and quant.mode == "none":
+    if args.tie_embeddings and "output.weight" not in state and not hasattr(model.output, "scale"):
         model.output.weight = model.tok_embeddings.weight
     model.inv_freq = inv_frequencies(args.head_dim, args.rope_theta, device=device)
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
@@ -93,6 +107,9 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
 
 
 def load_folder(root: Path, dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu"),
-                quant: QuantConfig = QuantConfig()) -> Transformer:
+                quant: QuantConfig | None = None) -> Transformer:
+    """quant None: as stored (pre-quantized checkpoints), else float."""
     files = find_checkpoint(root)
+    if quant is None:
+        quant = (stored_quant(files.config_file) if files.layout == "hf" else None) or QuantConfig()
     return load_transformer(files, read_args(files), dtype, device, quant)

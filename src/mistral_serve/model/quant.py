@@ -60,6 +60,16 @@ def quantize_int4(w: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tensor]:
     return q.reshape(n, k), scale, zero
 
 
+def pack_pairs(q: Tensor) -> Tensor:
+    """(N, K) 4-bit values -> (N, K/2) bytes, even column in the high nibble."""
+    return (q[:, ::2] << 4 | q[:, 1::2]).contiguous()
+
+
+def unpack_pairs(packed: Tensor) -> Tensor:
+    """Inverse of pack_pairs."""
+    return torch.stack([packed >> 4, packed & 0x0F], dim=-1).reshape(packed.shape[0], -1)
+
+
 def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor, group_size: int) -> Tensor:
     n, k = q.shape
     groups = q.reshape(n, k // group_size, group_size).float() - 8.0
@@ -74,10 +84,12 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", torch.empty(out_features, dtype=act_dtype))
 
     def set_weight(self, w: Tensor) -> None:
-        q, scale = quantize_int8(w)
-        device = self.weight.device if not self.weight.is_meta else w.device
-        self.weight = q.to(device)
-        self.scale = scale.to(self.act_dtype).to(device)
+        self.set_quantized(*quantize_int8(w))
+
+    def set_quantized(self, q: Tensor, scale: Tensor) -> None:
+        """q int8 (N, K), scale (N,), on the target device."""
+        self.weight = q
+        self.scale = scale.to(self.act_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type == "cpu":
@@ -99,16 +111,18 @@ class Int4Linear(nn.Module):
         self.register_buffer("scales_and_zeros", torch.empty(0, dtype=act_dtype))
 
     def set_weight(self, w: Tensor) -> None:
-        q, scale, zero = quantize_int4(w, self.group_size)
-        device = w.device
+        self.set_quantized(*quantize_int4(w, self.group_size))
+
+    def set_quantized(self, q: Tensor, scale: Tensor, zero: Tensor) -> None:
+        """q uint8 (N, K) in [0, 15], scale and zero (N, K/g), on the target device; packed
+        here into the layout of the device's kernel."""
         # (K/g, N, 2): the layout tinygemm reads.
         sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(self.act_dtype)
-        if device.type == "cpu":
+        if q.device.type == "cpu":
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), self.INNER_K_TILES)
         else:
-            pairs = (q[:, ::2] << 4 | q[:, 1::2]).contiguous()  # two 4-bit values per byte
-            packed = torch.ops.aten._convert_weight_to_int4pack(pairs, self.INNER_K_TILES)
-        self.weight, self.scales_and_zeros = packed, sz.to(device)
+            packed = torch.ops.aten._convert_weight_to_int4pack(pack_pairs(q), self.INNER_K_TILES)
+        self.weight, self.scales_and_zeros = packed, sz
 
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from .args import ModelArgs
 from .checkpoint import Layout, expected_shapes, half_to_interleaved, parameter_sources
+from .quant import QuantConfig
+from .quant_io import QUANT_METHOD, quantized_tensors
 
 
 def random_parameters(args: ModelArgs, seed: int = 0) -> Iterator[tuple[str, Tensor]]:
@@ -89,11 +91,15 @@ def params_json(args: ModelArgs) -> dict:
 
 def write_checkpoint(out: Path, args: ModelArgs, params: Iterable[tuple[str, Tensor]],
                      layout: Layout = "hf", dtype: torch.dtype = torch.bfloat16,
-                     shard_bytes: int = 2 * 1024**3) -> list[Path]:
+                     shard_bytes: int = 2 * 1024**3, quant: QuantConfig | None = None) -> list[Path]:
     """Write our parameters as a checkpoint folder of the given layout; returns the weight files.
+    With `quant` (int8/int4) the weights are stored pre-quantized (see quant_io.py; hf layout).
 
     Tensors are buffered until a shard reaches `shard_bytes`, then written and dropped.
     """
+    quantized = quant is not None and quant.mode != "none"
+    if quantized and layout != "hf":
+        raise ValueError("pre-quantized checkpoints use the hf layout")
     out.mkdir(parents=True, exist_ok=True)
     stem = "model" if layout == "hf" else "consolidated"
     written: list[tuple[Path, list[str]]] = []
@@ -109,8 +115,11 @@ def write_checkpoint(out: Path, args: ModelArgs, params: Iterable[tuple[str, Ten
             written.append((tmp, list(current)))
             current, size = {}, 0
 
-    for name, tensor in _checkpoint_tensors(params, layout, args):
-        tensor = tensor.to(dtype).contiguous()
+    tensors = quantized_tensors(args, quant, params) if quantized else _checkpoint_tensors(params, layout, args)
+    for name, tensor in tensors:
+        # Quantized weights and their float32 scales and zeros are stored as they are.
+        keep = quantized and name.endswith((".qweight", ".scale", ".zero"))
+        tensor = (tensor if keep else tensor.to(dtype)).contiguous()
         current[name] = tensor
         size += tensor.numel() * tensor.element_size()
         if size >= shard_bytes:
@@ -118,6 +127,9 @@ def write_checkpoint(out: Path, args: ModelArgs, params: Iterable[tuple[str, Ten
     flush()
     files = _name_shards(out, stem, written, layout)
     config = config_json(args, dtype) if layout == "hf" else params_json(args)
+    if quantized:
+        config["quantization_config"] = {"quant_method": QUANT_METHOD, "mode": quant.mode,
+                                         "group_size": quant.group_size}
     (out / ("config.json" if layout == "hf" else "params.json")).write_text(json.dumps(config, indent=2) + "\n")
     return files
 
