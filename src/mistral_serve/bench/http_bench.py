@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -35,16 +36,30 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class LocalServer:
-    """`mistral-serve serve` on a free loopback port, in its own process."""
+    """A server process on a free loopback port: ours (`mistral_serve`) or a peer's.
+    `command(port)` gives its command line; `ready_path` answers 200 once it serves."""
 
-    def __init__(self, model_args: list[str], data_dir: Path) -> None:
+    def __init__(self, command: Callable[[int], list[str]], ready_path: str = "/health") -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "mistral_serve.cli", "serve", "--port", str(self.port),
-                                      "--data-dir", str(data_dir), "--max-queue", "1024", *model_args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+        self.ready_path = ready_path
+        self.proc = subprocess.Popen(command(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ))
+
+    @classmethod
+    def mistral_serve(cls, model_args: list[str], data_dir: Path) -> "LocalServer":
+        return cls(lambda port: [sys.executable, "-m", "mistral_serve.cli", "serve", "--port", str(port),
+                                 "--data-dir", str(data_dir), "--max-queue", "1024", *model_args])
+
+    @classmethod
+    def llama_cpp(cls, gguf: Path, threads: int, n_ctx: int = 4096) -> "LocalServer":
+        """llama-cpp-python's OpenAI-compatible server (it decodes one request at a time)."""
+        # By default it aborts a running request when a new one arrives; queue them instead.
+        return cls(lambda port: [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--n_threads",
+                                 str(threads), "--n_ctx", str(n_ctx), "--port", str(port),
+                                 "--interrupt_requests", "False"], ready_path="/v1/models")
 
     def wait_ready(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -52,7 +67,7 @@ class LocalServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with status {self.proc.returncode}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -78,7 +93,15 @@ class LocalServer:
 
 
 async def _one(client: httpx.AsyncClient, url: str, body: dict) -> tuple[float | None, list[float], int]:
-    """One streamed request: (TTFT, gaps between content chunks, content chunks)."""
+    """One streamed request: (TTFT, gaps between content chunks, content chunks); -1 chunks
+    when it failed (an error status or a stream cut short)."""
+    try:
+        return await _stream_one(client, url, body)
+    except httpx.HTTPError:
+        return None, [], -1
+
+
+async def _stream_one(client: httpx.AsyncClient, url: str, body: dict) -> tuple[float | None, list[float], int]:
     started = time.perf_counter()
     ttft, last, gaps, chunks = None, None, [], 0
     async with client.stream("POST", url, json=body) as response:

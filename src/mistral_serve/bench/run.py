@@ -94,7 +94,7 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
             "--max-num-seqs", str(max(bench.http_clients))]
     if cfg.model is not None:
         args += ["--model", cfg.model]
-    server = LocalServer(args, cfg.data_dir)
+    server = LocalServer.mistral_serve(args, cfg.data_dir)
     try:
         server.wait_ready()
         model_id = server.model_id()
@@ -156,6 +156,35 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
     except Exception as err:
         report.add(f"| llama.cpp {qtype} | | failed: {err} | |")
     report.add("")
+    llamacpp_server_section(report, gguf, qtype, bench)
+
+
+def llamacpp_server_section(report: Report, gguf: Path, qtype: str, bench: BenchConfig) -> None:
+    """llama-cpp-python's HTTP server under the same concurrent streaming clients as ours."""
+    from .http_bench import LocalServer, run_clients
+
+    try:
+        import llama_cpp.server  # noqa: F401  (needs the llama-cpp-python[server] extra)
+    except ImportError:
+        report.add("llama.cpp server: not installed (`pip install 'llama-cpp-python[server]'`).", "")
+        return
+    if not gguf.is_file():
+        return
+    server = LocalServer.llama_cpp(gguf, torch.get_num_threads())
+    try:
+        server.wait_ready()
+        report.add(f"llama-cpp-python's server, {qtype} (it decodes one request at a time):", "",
+                   "| clients | output tok/s | TTFT p50 / p99 | inter-token p50 / p99 | errors |",
+                   "| --- | --- | --- | --- | --- |")
+        for clients in bench.http_clients:
+            r = asyncio.run(run_clients(server.url, "model", clients, bench.prompt_len // 2, bench.output_len))
+            report.add(f"| {clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
+                       f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {r.errors} |")
+        report.add("")
+    except Exception as err:
+        report.add(f"llama.cpp server {qtype}: failed: {err}", "")
+    finally:
+        server.stop()
 
 
 def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
