@@ -74,10 +74,14 @@ def refuse_unsupported(body: ChatCompletionRequest) -> None:
         raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
 
 
+def token_text(tokenizer: Tokenizer, i: int) -> str:
+    """A token as the logprobs report it: its bytes as text (U+FFFD for a partial character)."""
+    return tokenizer.token_bytes(i).decode("utf-8", errors="replace")
+
+
 def logprob_entries(tokenizer: Tokenizer, logprobs) -> list[dict]:
     def token(i: int) -> tuple[str, list[int]]:
-        raw = tokenizer.token_bytes(i)
-        return raw.decode("utf-8", errors="replace"), list(raw)
+        return token_text(tokenizer, i), list(tokenizer.token_bytes(i))
 
     entries = []
     for lp in logprobs:
@@ -90,11 +94,12 @@ def logprob_entries(tokenizer: Tokenizer, logprobs) -> list[dict]:
     return entries
 
 
-def usage(run: Run) -> dict:
-    prompt = len(run.prompt_ids)
-    return {"prompt_tokens": prompt, "completion_tokens": run.completion_tokens,
-            "total_tokens": prompt + run.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": run.cached_tokens}}
+def usage(*runs: Run) -> dict:
+    """The usage object of one request (several runs for a batch of prompts)."""
+    prompt = sum(len(run.prompt_ids) for run in runs)
+    completion = sum(run.completion_tokens for run in runs)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(run.cached_tokens for run in runs)}}
 
 
 class ChatService:
@@ -124,10 +129,6 @@ class ChatService:
             return RunsResponse(self.stream(run, include_usage), [run])
         return await complete_unless_disconnected(request, self.complete(run), [run])
 
-    def _fingerprint(self) -> str:
-        loaded = self.serving.loaded
-        return f"fp_mistral_serve_{str(loaded.dtype).removeprefix('torch.')}" if loaded else "fp_mistral_serve"
-
     async def complete(self, run: Run) -> dict:
         tokenizer = self.serving.loaded.tokenizer
         n = run.params.n
@@ -144,12 +145,12 @@ class ChatService:
                     "finish_reason": run.finish_reasons.get(i)} for i in range(n)]
         return {"id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": run.created,
                 "model": run.model, "choices": choices, "usage": usage(run),
-                "system_fingerprint": self._fingerprint()}
+                "system_fingerprint": self.serving.fingerprint}
 
     async def stream(self, run: Run, include_usage: bool) -> AsyncIterator[str]:
         tokenizer = self.serving.loaded.tokenizer
         base = {"id": f"chatcmpl-{run.id}", "object": "chat.completion.chunk", "created": run.created,
-                "model": run.model, "system_fingerprint": self._fingerprint()}
+                "model": run.model, "system_fingerprint": self.serving.fingerprint}
         if include_usage:
             base["usage"] = None
 

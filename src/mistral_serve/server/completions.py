@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from fastapi import Request
 
-from .chat import resolve_max_tokens, sampling_params, sse, usage
+from .chat import resolve_max_tokens, sampling_params, sse, token_text, usage
 from .errors import APIError, bad_request
 from .generation import Run, RunsResponse, admit_all, complete_unless_disconnected
 from .protocol import CompletionRequest
@@ -64,10 +64,10 @@ class CompletionService:
         tok = self.serving.loaded.tokenizer
         tokens, values, tops, offsets = [], [], [], []
         for lp in deltas_logprobs:
-            text = tok.token_bytes(lp.token_id).decode("utf-8", errors="replace")
+            text = token_text(tok, lp.token_id)
             tokens.append(text)
             values.append(lp.logprob)
-            tops.append({tok.token_bytes(t).decode("utf-8", errors="replace"): v for t, v in lp.top} or None)
+            tops.append({token_text(tok, t): v for t, v in lp.top} or None)
             offsets.append(offset)
             offset += len(text)
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
@@ -94,17 +94,13 @@ class CompletionService:
         results: dict[int, dict] = {}
         await asyncio.gather(*(self._collect(run, k * body.n, self._echo(body, run), results)
                                for k, run in enumerate(runs)))
-        totals = [usage(run) for run in runs]
         return {"id": f"cmpl-{runs[0].id}", "object": "text_completion", "created": runs[0].created,
                 "model": body.model, "choices": [results[i] for i in sorted(results)],
-                "usage": {"prompt_tokens": sum(u["prompt_tokens"] for u in totals),
-                          "completion_tokens": sum(u["completion_tokens"] for u in totals),
-                          "total_tokens": sum(u["total_tokens"] for u in totals)},
-                "system_fingerprint": "fp_mistral_serve"}
+                "usage": usage(*runs), "system_fingerprint": self.serving.fingerprint}
 
     async def stream(self, body: CompletionRequest, runs: list[Run], include_usage: bool) -> AsyncIterator[str]:
         base = {"id": f"cmpl-{runs[0].id}", "object": "text_completion", "created": runs[0].created,
-                "model": body.model, "system_fingerprint": "fp_mistral_serve"}
+                "model": body.model, "system_fingerprint": self.serving.fingerprint}
         if include_usage:
             base["usage"] = None
         queue: asyncio.Queue = asyncio.Queue()
@@ -141,9 +137,7 @@ class CompletionService:
                     choice["logprobs"] = self._logprobs(lps, 0)
                 yield sse({**base, "choices": [choice]})
             if include_usage:
-                totals = [usage(run) for run in runs]
-                yield sse({**base, "choices": [], "usage": {
-                    k: sum(u[k] for u in totals) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}})
+                yield sse({**base, "choices": [], "usage": usage(*runs)})
         except APIError as err:
             yield sse(err.openai_body())
         except Exception as err:

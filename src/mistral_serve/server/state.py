@@ -50,10 +50,9 @@ class Serving:
     def _start(self, loaded: LoadedModel, engine: LLMEngine) -> None:
         self.loaded = loaded
         self.engine = AsyncEngine(engine)
-        core = engine
-        self.metrics.bind(waiting=lambda: core.num_waiting, running=lambda: core.num_running,
-                          used=lambda: core.blocks.num_used, total=lambda: core.blocks.num_blocks,
-                          hit_rate=lambda: core.blocks.hit_rate)
+        self.metrics.bind(waiting=lambda: engine.num_waiting, running=lambda: engine.num_running,
+                          used=lambda: engine.blocks.num_used, total=lambda: engine.blocks.num_blocks,
+                          hit_rate=lambda: engine.blocks.hit_rate)
         log.info("serving %s as %r", loaded.source, loaded.card.id)
 
     def start_loading(self) -> threading.Thread:
@@ -92,6 +91,12 @@ class Serving:
         if name != loaded.card.id:
             raise not_found_model(name)
         return loaded
+
+    @property
+    def fingerprint(self) -> str:
+        """The responses' system_fingerprint: what changes the numbers, here the compute dtype."""
+        loaded = self.loaded
+        return f"fp_mistral_serve_{str(loaded.dtype).removeprefix('torch.')}" if loaded else "fp_mistral_serve"
 
     @property
     def queue_limit(self) -> int:
