@@ -244,6 +244,20 @@ class Tokenizer:
             return run
         return self.id_to_piece(i).replace("\u2581", " ").encode()
 
+    def grammar_vocab(self) -> list[bytes]:
+        """Each token's bytes as a grammar matches them, b"" for control tokens (which no grammar
+        produces; `[TOOL_CALLS]` is forced by the engine instead)."""
+        return [b"" if self.is_control(i) else self.token_bytes(i) for i in range(self.vocab_size)]
+
+    def control_token(self, name: str) -> int | None:
+        """The id of a control token such as "[TOOL_CALLS]", or None if this vocabulary lacks it."""
+        try:
+            token_id = self._raw.get_special_token(name)
+        except Exception:  # sentencepiece and tekken raise their own errors for an unknown name
+            return None
+        # sentencepiece answers an unknown name with the <unk> id.
+        return token_id if self.is_control(token_id) and self.id_to_piece(token_id) == name else None
+
     # -- what the detokenizer needs to know about bytes -------------------------------------
 
     def _run_bytes_function(self) -> Callable[[int], bytes | None]:
@@ -300,6 +314,10 @@ def _prepare_messages(messages: Any) -> list[dict]:
             raise ChatTemplateError(f"{where} has unknown role {role!r} (expected one of "
                                     f"{', '.join(_ROLES)})")
         _check_content(message.get("content"), role, f"{where} ({role})")
+        if message.get("tool_calls") and role != "assistant":
+            raise ChatTemplateError(f"{where} ({role}): only assistant messages carry tool_calls")
+        if message.get("tool_call_id") is not None and role != "tool":
+            raise ChatTemplateError(f"{where} ({role}): only tool messages carry a tool_call_id")
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
             # mistral-common would fail with a bare KeyError here.
             raise ChatTemplateError(f"{where} (tool): a tool message needs the 'tool_call_id' "

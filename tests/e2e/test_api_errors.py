@@ -259,19 +259,54 @@ def test_unknown_model_on_completions(http, server):
                  code="model_not_found", contains=("Model not found: gpt-4",))
 
 
-# ---- what the server does not support (yet) -------------------------------------------------------
+# ---- structured outputs and tools that cannot be honoured --------------------------------------------
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def schema_format(schema) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+
+
+@pytest.mark.parametrize("extra,param,code,contains", [
+    # Not JSON Schema at all: the meta-schema check names the bad part.
+    ({"response_format": schema_format({"type": "object", "properties": {"age": {"type": "int"}}})},
+     "response_format.json_schema.schema", "invalid_schema",
+     ("response_format.json_schema.schema.properties.age.type",)),
+    # Valid JSON Schema the grammar engine cannot compile: the smallest failing part is named.
+    ({"response_format": schema_format({"type": "object", "properties": {
+        "code": {"type": "string", "pattern": "(?<=a)b"}}})},
+     "response_format.json_schema.schema", "unsupported_schema", ("properties.code", "Lookbehind")),
+    ({"guided_regex": "(?<=a)b"}, "guided_regex", "unsupported_schema", ("guided_regex", "Lookbehind")),
+    ({"guided_grammar": "root ::= undefined_rule"}, "guided_grammar", "unsupported_schema", ("guided_grammar",)),
+    ({"guided_json": {"type": "object", "minProperties": "two"}}, "guided_json", "invalid_schema", ("minProperties",)),
+    ({"guided_choice": ["yes", ""]}, "guided_choice", ..., ("non-empty",)),
+    ({"guided_choice": ["a"], "guided_regex": "a"}, "guided_choice", ..., ("only one",)),
+    ({"response_format": {"type": "json_object"}, "guided_regex": "a"}, "guided_regex", ..., ("only one",)),
+    ({"tool_choice": "required"}, "tool_choice", ..., ("needs tools",)),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice", ...,
+     ("'f'",)),
+    ({"tools": [WEATHER, WEATHER]}, "tools", ..., ("more than once",)),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]},
+     "tools.0.function.parameters", "invalid_schema", ("tools.0.function.parameters.type",)),
+    ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
+     "response_format", "unsupported_parameter", ("tool calls",)),
+])
+def test_constraint_errors_name_the_part(http, server, extra, param, code, contains):
+    both(post_json(http, server, {**BODY, **extra}), 400, "invalid_params", param=param, code=code,
+         contains=contains)
+
 
 @pytest.mark.parametrize("field,value", [
-    ("tools", [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]),
-    ("response_format", {"type": "json_object"}),
-    ("response_format", {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
-    ("tool_choice", "required"),
-    ("tool_choice", "auto"),
-    ("tool_choice", {"type": "function", "function": {"name": "f"}}),
+    ("response_format", {"type": "xml"}),
+    ("response_format", {"type": "json_schema"}),
+    ("tools", [{"type": "function", "function": {"name": "has space"}}]),
+    ("tool_choice", "sometimes"),
+    ("guided_choice", []),
 ])
-def test_unsupported_feature_names_the_param(http, server, field, value):
-    both(post_json(http, server, {**BODY, field: value}), 400, "invalid_params", param=field,
-         code="unsupported_parameter", contains=(field,))
+def test_malformed_constraint_fields_are_named(http, server, field, value):
+    both(post_json(http, server, {**BODY, field: value}), 400, "invalid_params", contains=(field,))
 
 
 @pytest.mark.parametrize("field,value", [("tools", []), ("tool_choice", "none"), ("response_format", {"type": "text"}),

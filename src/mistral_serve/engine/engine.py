@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +17,7 @@ from ..config import EngineConfig, parse_memory
 from ..model.hardware import available_memory
 from ..model.transformer import Transformer
 from .blocks import BlockManager
+from .grammar import GrammarCompiler, apply_bitmask, new_bitmask
 from .params import ParamError, SamplingParams
 from .runner import ModelRunner, kv_bytes_per_block
 from .sampling import SampleRow, Sampled, make_generator, sample
@@ -93,6 +95,19 @@ class LLMEngine:
             self.capacity = self.max_model_len
         self.requests: dict[str, _Request] = {}
         self._seq_ids = itertools.count()
+        self._grammars: GrammarCompiler | None = None
+        self._mask_pool: ThreadPoolExecutor | None = None
+        # Time spent computing grammar masks, and how many masked tokens it bought (for the bench).
+        self.mask_seconds = 0.0
+        self.masked_tokens = 0
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """The grammar compiler for this tokenizer, built on the first constrained request."""
+        if self._grammars is None:
+            self._grammars = GrammarCompiler(self.tokenizer.grammar_vocab(), self.model.args.vocab_size,
+                                             self.tokenizer.eos_id)
+        return self._grammars
 
     # ---- requests in ------------------------------------------------------------------
     def check_request(self, prompt_ids: list[int], params: SamplingParams) -> int:
@@ -103,6 +118,8 @@ class LLMEngine:
         if any(not 0 <= t < vocab for t in prompt_ids):
             raise ParamError("prompt", f"the prompt holds token ids outside the vocabulary (size {vocab})")
         params.check_vocab(vocab)
+        if params.guided is not None:
+            self.grammars.compile(params.guided)  # cached: the server compiles ahead, off this thread
         limit = min(self.max_model_len, self.capacity)
         if len(prompt_ids) >= limit:
             raise ContextLengthError("prompt", f"the prompt has {len(prompt_ids)} tokens but the "
@@ -128,7 +145,8 @@ class LLMEngine:
                 prompt_ids=list(prompt_ids), params=params, max_len=max_len,
                 generator=None if params.greedy and params.n == 1 else make_generator(seed, self.model.device),
                 stop=StopBuffer(params.stop), arrival=now,
-                detok=self.tokenizer.detokenizer(prompt_ids if params.output_continues_prompt else ())))
+                detok=self.tokenizer.detokenizer(prompt_ids if params.output_continues_prompt else ()),
+                grammar=self.grammars.state(params.guided) if params.guided is not None else None))
         req = _Request(request_id, list(prompt_ids), seqs)
         # Extra samples start once the first has read the prompt, so they find it in the cache.
         if self.config.enable_prefix_caching:
@@ -159,15 +177,48 @@ class LLMEngine:
         if not batch:
             return []
         sample_rows = [i for i, (seq, n) in enumerate(batch.items) if seq.num_computed + n == seq.num_tokens]
+        seqs = [batch.items[i][0] for i in sample_rows]
+        # Grammar masks depend only on tokens already written: compute them while the model runs.
+        masks = self._start_masks(seqs)
         logits = self.runner.run(batch, sample_rows)
         self.scheduler.after_step(batch)
-        seqs = [batch.items[i][0] for i in sample_rows]
+        raw = logits
+        if masks is not None or any(s.params.banned_token_ids for s in seqs):
+            logits = self._apply_masks(logits.clone(), seqs, masks)
         rows = [SampleRow(s.params, s.prompt_ids, s.output_ids, s.generator, self.tokenizer.eos_id) for s in seqs]
         touched: dict[str, list[Sequence]] = {}
-        for seq, result in zip(seqs, sample(logits, rows)):
+        for seq, result in zip(seqs, sample(logits, rows, raw)):
             self._append(seq, result)
             touched.setdefault(seq.request_id, []).append(seq)
         return [self._report(rid, changed) for rid, changed in touched.items()]
+
+    def _start_masks(self, seqs: list[Sequence]) -> Future | None:
+        if not any(s.grammar is not None for s in seqs):
+            return None
+        if self._mask_pool is None:
+            self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="grammar-mask")
+        return self._mask_pool.submit(self._fill_masks, seqs)
+
+    def _fill_masks(self, seqs: list[Sequence]):
+        """The bitmask (len(seqs), ceil(V/32)) and the rows it constrains this step."""
+        start = time.perf_counter()
+        bitmask = new_bitmask(len(seqs), self.model.args.vocab_size)
+        rows = [i for i, s in enumerate(seqs)
+                if s.grammar is not None and s.grammar.fill(bitmask, i, s.max_len - s.num_tokens)]
+        self.mask_seconds += time.perf_counter() - start
+        self.masked_tokens += len(rows)
+        return bitmask, rows
+
+    @staticmethod
+    def _apply_masks(logits, seqs: list[Sequence], masks: Future | None):
+        """logits (B, V) float32 -> the same with refused and banned tokens at -inf."""
+        for i, seq in enumerate(seqs):
+            if seq.params.banned_token_ids:
+                logits[i, seq.params.banned_token_ids] = float("-inf")
+        if masks is not None:
+            bitmask, rows = masks.result()
+            apply_bitmask(logits, bitmask, rows)
+        return logits
 
     def _append(self, seq: Sequence, result: Sampled) -> None:
         token, p = result.token, seq.params
@@ -176,10 +227,13 @@ class LLMEngine:
             self._release_held(seq)
         seq.output_ids.append(token)
         seq.new_token_ids.append(token)
+        if seq.grammar is not None:
+            seq.grammar.accept(token)
         if result.logprob is not None:
             seq.new_logprobs.append(TokenLogprob(token, result.logprob, result.top))
         reason = None
-        if (token == self.tokenizer.eos_id and not p.ignore_eos) or token in p.stop_token_ids:
+        if ((token == self.tokenizer.eos_id and not p.ignore_eos) or token in p.stop_token_ids
+                or (seq.grammar is not None and seq.grammar.finished)):
             reason = "stop"
         else:
             seq.new_text += seq.stop.push(seq.detok.add(token))

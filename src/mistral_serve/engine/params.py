@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class ParamError(ValueError):
@@ -16,6 +17,25 @@ class ParamError(ValueError):
 def _check(ok: bool, param: str, message: str) -> None:
     if not ok:
         raise ParamError(param, f"{param} {message}")
+
+
+GuidedKind = Literal["json_schema", "json_object", "regex", "choice", "grammar"]
+
+
+@dataclass(frozen=True, slots=True)
+class GuidedDecoding:
+    """A constraint on the output, compiled to a grammar by engine/grammar.py. Hashable: the
+    compiled grammar is cached under it."""
+
+    kind: GuidedKind
+    # The schema as canonical JSON, the regex, the choices as a JSON list, or EBNF.
+    value: str = ""
+    # The request field it came from, for error messages (e.g. "response_format").
+    param: str = "response_format"
+    # Tool calls: the grammar applies from this token on (`[TOOL_CALLS]`); with
+    # trigger_required the token is forced as the first one.
+    trigger_token: int | None = None
+    trigger_required: bool = False
 
 
 @dataclass(slots=True)
@@ -40,6 +60,9 @@ class SamplingParams:
     # Raw completions continue the prompt's text: decode the output in place after it (keeping
     # a leading space). Chat answers are a text of their own.
     output_continues_prompt: bool = False
+    guided: GuidedDecoding | None = None
+    # Tokens never sampled (e.g. `[TOOL_CALLS]` when the request offers no tools).
+    banned_token_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(1 <= self.n <= 128, "n", f"must be between 1 and 128, got {self.n}")
@@ -73,6 +96,7 @@ class SamplingParams:
 
     def check_vocab(self, vocab_size: int) -> None:
         """Token ids in logit_bias / stop_token_ids must exist in the model's vocabulary."""
-        for name, ids in (("logit_bias", self.logit_bias), ("stop_token_ids", self.stop_token_ids)):
+        for name, ids in (("logit_bias", self.logit_bias), ("stop_token_ids", self.stop_token_ids),
+                          ("banned_token_ids", self.banned_token_ids)):
             bad = [t for t in ids if t >= vocab_size]
             _check(not bad, name, f"has token id {bad[:1]} outside the vocabulary (size {vocab_size})")

@@ -4,6 +4,8 @@ Order of operations per row (as vLLM and the OpenAI API document them):
   repetition penalty (prompt and output tokens) -> frequency/presence penalties (output tokens)
   -> logit_bias -> min_tokens masking of EOS/stop ids -> greedy argmax, or temperature ->
   top_k -> min_p -> top_p -> a draw from the row's own generator.
+Grammar masks and banned tokens are applied by the engine before this module sees the logits;
+where min_tokens would leave a grammar-constrained row no token at all, the grammar wins.
 Reported logprobs are those of the model's own distribution (raw logits), as vLLM reports them.
 Each row samples with its own torch.Generator, so a seeded request gives the same tokens whatever
 else is in the batch.
@@ -76,10 +78,13 @@ def filter_logits(x: Tensor, p: SamplingParams) -> Tensor:
     return x
 
 
-def sample_row(logits: Tensor, row: SampleRow) -> Sampled:
-    """logits (V,) float32 for one sequence -> the next token (and its logprobs if asked)."""
+def sample_row(logits: Tensor, row: SampleRow, raw: Tensor | None = None) -> Sampled:
+    """logits (V,) float32 for one sequence -> the next token (and its logprobs if asked).
+    raw: the model's logits before any mask, for the reported logprobs (default: logits)."""
     p = row.params
     x = apply_penalties(logits.clone(), row)
+    if not bool(torch.isfinite(x).any()):
+        x = logits.clone()  # min_tokens banned the only tokens a grammar allows
     if p.greedy:
         token = int(x.argmax())
     else:
@@ -87,7 +92,7 @@ def sample_row(logits: Tensor, row: SampleRow) -> Sampled:
         token = int(torch.multinomial(probs, 1, generator=row.generator))
     if not p.logprobs and not p.top_logprobs:
         return Sampled(token)
-    logprobs = torch.log_softmax(logits, dim=-1)
+    logprobs = torch.log_softmax(logits if raw is None else raw, dim=-1)
     top: list[tuple[int, float]] = []
     if p.top_logprobs:
         values, ids = torch.topk(logprobs, p.top_logprobs)
@@ -95,11 +100,13 @@ def sample_row(logits: Tensor, row: SampleRow) -> Sampled:
     return Sampled(token, float(logprobs[token]), top)
 
 
-def sample(logits: Tensor, rows: list[SampleRow]) -> list[Sampled]:
-    """logits (B, V) float32, one row per sequence to sample -> one result per row."""
+def sample(logits: Tensor, rows: list[SampleRow], raw: Tensor | None = None) -> list[Sampled]:
+    """logits (B, V) float32, one row per sequence to sample -> one result per row.
+    raw: the same logits before masking, when masks were applied (for reported logprobs)."""
     if logits.shape[0] != len(rows):
         raise ValueError(f"{logits.shape[0]} logit rows for {len(rows)} sequences")
     logits = logits.float()
+    raw = logits if raw is None else raw.float()
     # Greedy rows with no processing need only one argmax over the whole batch.
     plain = [i for i, r in enumerate(rows) if r.params.greedy and not _needs_processing(r)]
     results: list[Sampled | None] = [None] * len(rows)
@@ -109,7 +116,7 @@ def sample(logits: Tensor, rows: list[SampleRow]) -> list[Sampled]:
             results[i] = Sampled(token)
     for i, row in enumerate(rows):
         if results[i] is None:
-            results[i] = sample_row(logits[i], row)
+            results[i] = sample_row(logits[i], row, raw[i])
     return results  # type: ignore[return-value]
 
 

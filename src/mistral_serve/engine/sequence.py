@@ -37,6 +37,7 @@ class Sequence:
     stop: StopBuffer
     arrival: float
     detok: Any  # the tokenizer's IncrementalDetokenizer
+    grammar: Any = None  # a grammar.GrammarState when the output is constrained
     output_ids: list[int] = field(default_factory=list)
     block_table: list[int] = field(default_factory=list)
     block_hashes: list[bytes] = field(default_factory=list)  # of its full, computed blocks

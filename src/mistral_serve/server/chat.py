@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import aclosing
 from typing import AsyncIterator
@@ -12,8 +13,10 @@ from ..engine.params import ParamError, SamplingParams
 from ..tokenizer import ChatTemplateError, Tokenizer
 from .errors import APIError, bad_request
 from .generation import Run, RunsResponse, admit_all, complete_unless_disconnected, param_error
+from .guided import compile_checked, request_constraint
 from .protocol import ChatCompletionRequest
 from .state import Serving
+from .tools import ChoiceOutput, ToolPlan, map_call_ids, plan_tools
 
 def sse(payload: dict | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
@@ -30,7 +33,7 @@ def logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
 
 
 def sampling_params(body, *, max_tokens: int | None, logprobs: bool, top_logprobs: int,
-                    continues_prompt: bool = False) -> SamplingParams:
+                    continues_prompt: bool = False, guided=None, banned: list[int] | None = None) -> SamplingParams:
     """The fields chat and completions share, as engine SamplingParams (400 on a bad value)."""
     try:
         return SamplingParams(
@@ -39,7 +42,7 @@ def sampling_params(body, *, max_tokens: int | None, logprobs: bool, top_logprob
             repetition_penalty=body.repetition_penalty, logit_bias=logit_bias(body.logit_bias), seed=body.seed,
             stop=stop_list(body.stop), stop_token_ids=list(body.stop_token_ids or []), max_tokens=max_tokens,
             min_tokens=body.min_tokens, ignore_eos=body.ignore_eos, logprobs=logprobs, top_logprobs=top_logprobs,
-            output_continues_prompt=continues_prompt)
+            output_continues_prompt=continues_prompt, guided=guided, banned_token_ids=list(banned or []))
     except ParamError as err:
         raise param_error(err) from None
 
@@ -61,17 +64,12 @@ def resolve_max_tokens(serving: Serving, explicit: int | None, prompt_len: int) 
     return min(cap, room) if cap is not None and room > 0 else None
 
 
-def refuse_unsupported(body: ChatCompletionRequest) -> None:
-    if body.tools:
-        raise bad_request("tools are not supported by this server yet", param="tools", code="unsupported_parameter")
-    if body.tool_choice not in (None, "none"):
-        raise bad_request("tool_choice other than 'none' is not supported yet", param="tool_choice",
-                          code="unsupported_parameter")
-    if body.response_format is not None and body.response_format.type != "text":
-        raise bad_request(f"response_format {body.response_format.type!r} is not supported yet; only 'text'",
-                          param="response_format", code="unsupported_parameter")
-    if body.top_logprobs and not body.logprobs:
-        raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
+async def compile_grammar(serving: Serving, params: SamplingParams) -> None:
+    """Compile the request's grammar in a worker thread before admission (400 if it cannot be),
+    so the engine finds it cached and no step waits on a compile."""
+    if params.guided is not None:
+        _, engine = serving.require_ready()
+        await asyncio.to_thread(compile_checked, engine.engine.grammars, params.guided)
 
 
 def token_text(tokenizer: Tokenizer, i: int) -> str:
@@ -106,48 +104,74 @@ class ChatService:
     def __init__(self, serving: Serving) -> None:
         self.serving = serving
 
-    def prepare(self, body: ChatCompletionRequest, endpoint: str, key_name: str | None) -> Run:
+    def prepare(self, body: ChatCompletionRequest, endpoint: str, key_name: str | None) -> tuple[Run, ToolPlan]:
         loaded = self.serving.check_model(body.model)
-        refuse_unsupported(body)
-        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        if body.top_logprobs and not body.logprobs:
+            raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
+        plan = plan_tools(body, loaded.tokenizer)
+        guided = request_constraint(body)
+        if guided is not None and plan.guided is not None:
+            raise bad_request(f"{guided.param.split('.')[0]} cannot be combined with tool calls; "
+                              "set tool_choice to \"none\" or drop the constraint",
+                              param=guided.param.split(".")[0], code="unsupported_parameter")
+        messages = map_call_ids([m.model_dump(exclude_none=True) for m in body.messages])
         try:
-            prompt_ids = loaded.tokenizer.encode_chat(messages)
+            prompt_ids = loaded.tokenizer.encode_chat(messages, plan.tools)
         except ChatTemplateError as err:
             raise bad_request(str(err), param="messages", code="invalid_messages") from None
         explicit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = resolve_max_tokens(self.serving, explicit, len(prompt_ids))
         params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
-                                 top_logprobs=body.top_logprobs or 0)
-        return Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
-                   request_json=body.model_dump_json(include={"messages"}), prompt_param="messages")
+                                 top_logprobs=body.top_logprobs or 0, guided=guided or plan.guided,
+                                 banned=plan.banned)
+        run = Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
+                  request_json=body.model_dump_json(include={"messages", "tools"}), prompt_param="messages")
+        return run, plan
 
     async def respond(self, body: ChatCompletionRequest, request: Request, key_name: str | None):
-        run = self.prepare(body, request.url.path, key_name)
+        run, plan = self.prepare(body, request.url.path, key_name)
+        await compile_grammar(self.serving, run.params)
         admit_all([run])
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return RunsResponse(self.stream(run, include_usage), [run])
-        return await complete_unless_disconnected(request, self.complete(run), [run])
+            return RunsResponse(self.stream(run, plan, include_usage), [run])
+        return await complete_unless_disconnected(request, self.complete(run, plan), [run])
 
-    async def complete(self, run: Run) -> dict:
+    def _outputs(self, run: Run, plan: ToolPlan) -> list[ChoiceOutput]:
+        return [ChoiceOutput(self.serving.loaded.tokenizer, plan) for _ in range(run.params.n)]
+
+    async def complete(self, run: Run, plan: ToolPlan) -> dict:
         tokenizer = self.serving.loaded.tokenizer
         n = run.params.n
         texts: list[list[str]] = [[] for _ in range(n)]
         logprobs: list[list[dict]] = [[] for _ in range(n)]
+        outputs_of = self._outputs(run, plan)
+        calls: list[list[dict] | None] = [None] * n
         async with aclosing(run.outputs()) as outputs:
             async for out in outputs:
                 for d in out.deltas:
-                    texts[d.index].append(d.text)
+                    texts[d.index].append(outputs_of[d.index].feed(d.text, d.token_ids))
                     if run.params.logprobs:
                         logprobs[d.index] += logprob_entries(tokenizer, d.logprobs)
-        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(texts[i])},
-                    "logprobs": {"content": logprobs[i]} if run.params.logprobs else None,
-                    "finish_reason": run.finish_reasons.get(i)} for i in range(n)]
+                    if d.finish_reason:
+                        tail, calls[d.index] = outputs_of[d.index].finish()
+                        texts[d.index].append(tail)
+                        if calls[d.index]:
+                            run.finish_reasons[d.index] = "tool_calls"  # before the run's record is written
+        choices = []
+        for i in range(n):
+            message: dict = {"role": "assistant", "content": "".join(texts[i])}
+            if calls[i]:
+                message["tool_calls"] = calls[i]
+                message["content"] = message["content"] or None
+            choices.append({"index": i, "message": message,
+                            "logprobs": {"content": logprobs[i]} if run.params.logprobs else None,
+                            "finish_reason": run.finish_reasons.get(i)})
         return {"id": f"chatcmpl-{run.id}", "object": "chat.completion", "created": run.created,
                 "model": run.model, "choices": choices, "usage": usage(run),
                 "system_fingerprint": self.serving.fingerprint}
 
-    async def stream(self, run: Run, include_usage: bool) -> AsyncIterator[str]:
+    async def stream(self, run: Run, plan: ToolPlan, include_usage: bool) -> AsyncIterator[str]:
         tokenizer = self.serving.loaded.tokenizer
         base = {"id": f"chatcmpl-{run.id}", "object": "chat.completion.chunk", "created": run.created,
                 "model": run.model, "system_fingerprint": self.serving.fingerprint}
@@ -158,17 +182,31 @@ class ChatService:
             choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             return sse({**base, "choices": [choice]})
 
+        outputs_of = self._outputs(run, plan)
         try:
             for i in range(run.params.n):
                 yield chunk(i, {"role": "assistant", "content": ""})
             async with aclosing(run.outputs()) as outputs:
                 async for out in outputs:
                     for d in out.deltas:
-                        if d.text or d.logprobs:
+                        text = outputs_of[d.index].feed(d.text, d.token_ids)
+                        if text or d.logprobs:
                             lp = {"content": logprob_entries(tokenizer, d.logprobs)} if run.params.logprobs else None
-                            yield chunk(d.index, {"content": d.text}, logprobs=lp)
+                            yield chunk(d.index, {"content": text}, logprobs=lp)
                         if d.finish_reason:
-                            yield chunk(d.index, {}, d.finish_reason)
+                            tail, calls = outputs_of[d.index].finish()
+                            if tail:
+                                yield chunk(d.index, {"content": tail})
+                            for k, call in enumerate(calls or []):
+                                # As the OpenAI API streams a call: id and name first, then the arguments.
+                                yield chunk(d.index, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
+                                                                      "function": {"name": call["function"]["name"],
+                                                                                   "arguments": ""}}]})
+                                yield chunk(d.index, {"tool_calls": [{"index": k, "function": {
+                                    "arguments": call["function"]["arguments"]}}]})
+                            if calls:
+                                run.finish_reasons[d.index] = "tool_calls"
+                            yield chunk(d.index, {}, "tool_calls" if calls else d.finish_reason)
             if include_usage:
                 yield sse({**base, "choices": [], "usage": usage(run)})
         except APIError as err:

@@ -8,9 +8,10 @@ from typing import AsyncIterator
 
 from fastapi import Request
 
-from .chat import resolve_max_tokens, sampling_params, sse, token_text, usage
+from .chat import compile_grammar, resolve_max_tokens, sampling_params, sse, token_text, usage
 from .errors import APIError, bad_request
 from .generation import Run, RunsResponse, admit_all, complete_unless_disconnected
+from .guided import request_constraint
 from .protocol import CompletionRequest
 from .state import Serving
 
@@ -44,16 +45,18 @@ class CompletionService:
         if body.best_of is not None and body.best_of != body.n:
             raise bad_request("best_of must equal n (no server-side ranking)", param="best_of",
                               code="unsupported_parameter")
+        guided = request_constraint(body)
         runs = []
         for ids in self.prompts(body):
             params = sampling_params(body, max_tokens=resolve_max_tokens(self.serving, body.max_tokens, len(ids)),
                                      logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0,
-                                     continues_prompt=True)
+                                     continues_prompt=True, guided=guided)
             runs.append(Run(self.serving, endpoint, body.model, key_name, body.user, ids, params))
         return runs
 
     async def respond(self, body: CompletionRequest, request: Request, key_name: str | None):
         runs = self.prepare(body, request.url.path, key_name)
+        await compile_grammar(self.serving, runs[0].params)
         admit_all(runs)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

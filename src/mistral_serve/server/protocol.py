@@ -36,7 +36,7 @@ class FunctionCall(_Strict):
 
 
 class ToolCall(_Strict):
-    id: str
+    id: str = Field(min_length=1, max_length=256)
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -55,12 +55,72 @@ class StreamOptions(_Strict):
     include_usage: bool = Field(default=False, description="Send a final chunk with the token usage.")
 
 
-class ResponseFormat(_Strict):
-    type: Literal["text", "json_object", "json_schema"] = "text"
-    json_schema: dict[str, Any] | None = None
+class ResponseFormatText(_Strict):
+    type: Literal["text"]
 
 
-class ChatCompletionRequest(_Strict):
+class ResponseFormatJSONObject(_Strict):
+    type: Literal["json_object"]
+
+
+class JSONSchemaFormat(_Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="A name for the schema.")
+    description: str | None = None
+    # "schema" would shadow a BaseModel attribute in Python; JSON calls it "schema".
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema",
+                                    description="The JSON Schema the answer must match.")
+    strict: bool | None = Field(default=None, description="Accepted; the schema is always enforced.")
+
+
+class ResponseFormatJSONSchema(_Strict):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaFormat
+
+
+ResponseFormat = Annotated[ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema,
+                           Field(discriminator="type")]
+
+
+class FunctionDefinition(_Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the arguments.")
+    strict: bool | None = Field(default=None, description="Accepted; forced calls always match the schema.")
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class GuidedFields(_Strict):
+    """Constraints beyond response_format, as vLLM names them. At most one per request."""
+
+    guided_json: dict[str, Any] | None = Field(
+        default=None, description="A JSON Schema the answer must match (like response_format json_schema). Extension.")
+    guided_regex: str | None = Field(default=None, max_length=10_000,
+                                     description="A regular expression the whole answer must match. Extension.")
+    guided_choice: Annotated[list[str], Field(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="The answer is exactly one of these strings. Extension.")
+    guided_grammar: str | None = Field(default=None, max_length=100_000,
+                                       description="An EBNF (GBNF-style) grammar the answer must match. Extension.")
+
+
+class ChatCompletionRequest(GuidedFields):
     """POST /v1/chat/completions and /api/ai/chat/completions."""
 
     model: str = Field(description="The model id, e.g. open-mistral-7b.")
@@ -97,16 +157,18 @@ class ChatCompletionRequest(_Strict):
     min_tokens: int = Field(default=0, ge=0, description="Generate at least this many tokens. Extension.")
     ignore_eos: bool = Field(default=False, description="Keep generating past the end-of-sequence token. Extension.")
     stop_token_ids: list[TokenId] | None = Field(default=None, description="Token ids that end generation. Extension.")
-    # Accepted so that OpenAI programs run; refused with a 400 naming them when they ask for more.
-    response_format: ResponseFormat | None = Field(default=None, description="Only {\"type\": \"text\"} for now.")
-    tools: list[dict[str, Any]] | None = Field(default=None, description="Not supported yet: must be absent or empty.")
-    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Only \"none\" for now.")
-    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = Field(
+        default=None, description="text, json_object (the answer parses as JSON) or json_schema (it matches the schema).")
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = Field(
+        default=None, description="Functions the model may call (models with a v3 or later tokenizer).")
+    tool_choice: ToolChoice | None = Field(
+        default=None, description="none, auto (default with tools), required, or {type: function, function: {name}}.")
+    parallel_tool_calls: bool = Field(default=True, description="Allow more than one call in an answer.")
 
 
 # ---- completions request -----------------------------------------------------------------------
 
-class CompletionRequest(_Strict):
+class CompletionRequest(GuidedFields):
     """POST /v1/completions: a raw prompt, no chat template."""
 
     model: str
@@ -134,6 +196,7 @@ class CompletionRequest(_Strict):
     min_tokens: int = Field(default=0, ge=0)
     ignore_eos: bool = False
     stop_token_ids: list[TokenId] | None = None
+    response_format: ResponseFormat | None = None
 
 
 # ---- tokenizer endpoints -------------------------------------------------------------------------
@@ -169,6 +232,7 @@ class ChoiceLogprobs(BaseModel):
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(BaseModel):
@@ -199,9 +263,22 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str
 
 
+class DeltaFunctionCall(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(BaseModel):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: DeltaFunctionCall
+
+
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
 
 
 class ChunkChoice(BaseModel):

@@ -1,0 +1,205 @@
+"""Tool calling: OpenAI `tools` / `tool_choice` in, Mistral's `[TOOL_CALLS]` out, OpenAI
+`tool_calls` back.
+
+Mistral v3 models answer a call as `[TOOL_CALLS] [{"name": ..., "arguments": {...}}]`, where
+`[TOOL_CALLS]` is a control token. The engine constrains what follows it to the calls' schema
+(engine/grammar.py: a trigger token), so the calls parse; `required` or a named function forces
+the trigger as the first token. Here the request is turned into that plan, the conversation's
+tool-call ids into the 9-character ids mistral-common insists on, and the output back into calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.params import GuidedDecoding
+from ..tokenizer import Tokenizer
+from .errors import bad_request
+from .guided import schema_json
+
+_ID_CHARS = string.ascii_letters + string.digits
+_MISTRAL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
+TOOL_CALLS = "[TOOL_CALLS]"
+
+
+def new_call_id() -> str:
+    """A call id as Mistral's format requires it (9 letters or digits), so it can come back."""
+    return "".join(secrets.choice(_ID_CHARS) for _ in range(9))
+
+
+def mistral_call_id(call_id: str) -> str:
+    """An OpenAI tool-call id (any string, e.g. "call_abc123") as a 9-character Mistral id. The
+    same id always maps to the same result, so a call and its result stay paired (and the prompt
+    stays the same from turn to turn, for the prefix cache)."""
+    if _MISTRAL_ID.match(call_id):
+        return call_id
+    digest = int.from_bytes(hashlib.blake2b(call_id.encode(), digest_size=8).digest(), "big")
+    chars = []
+    for _ in range(9):
+        digest, r = divmod(digest, len(_ID_CHARS))
+        chars.append(_ID_CHARS[r])
+    return "".join(chars)
+
+
+def map_call_ids(messages: list[dict]) -> list[dict]:
+    """The conversation with every tool-call id in Mistral's form (copies, inputs untouched)."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [{**c, "id": mistral_call_id(c["id"])} for c in m["tool_calls"]]
+        if isinstance(m.get("tool_call_id"), str):
+            m["tool_call_id"] = mistral_call_id(m["tool_call_id"])
+        out.append(m)
+    return out
+
+
+@dataclass
+class ToolPlan:
+    """What a request's tools mean for the prompt and for decoding."""
+
+    tools: list[dict] | None = None  # OpenAI tool objects for the prompt
+    names: set[str] = field(default_factory=set)
+    trigger: int | None = None  # the `[TOOL_CALLS]` id when calls may be made
+    guided: GuidedDecoding | None = None
+    banned: list[int] = field(default_factory=list)
+
+
+def plan_tools(body, tokenizer: Tokenizer) -> ToolPlan:
+    """Validate tools / tool_choice / parallel_tool_calls (400 naming the field) and plan them."""
+    trigger = tokenizer.control_token(TOOL_CALLS)
+    banned = [trigger] if trigger is not None else []
+    choice = body.tool_choice
+    if not body.tools:
+        if choice not in (None, "none"):
+            raise bad_request("tool_choice needs tools", param="tool_choice")
+        return ToolPlan(banned=banned)  # no tools offered: the model may not call any
+    if not tokenizer.supports_tools or trigger is None:
+        raise bad_request(f"this model's tokenizer ({tokenizer.version}) does not support tools; "
+                          "tool calling needs a v3 or later tokenizer", param="tools", code="unsupported_parameter")
+    functions = [t.function for t in body.tools]
+    names = [f.name for f in functions]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise bad_request(f"tools: function name {dup!r} appears more than once", param="tools")
+    for i, f in enumerate(functions):
+        if f.parameters is not None:
+            schema_json(f.parameters, f"tools.{i}.function.parameters")
+    # mistral-common's function model has no "strict"; it only matters to us (always enforced).
+    tools = [t.model_dump(exclude_none=True, exclude={"function": {"strict"}}) for t in body.tools]
+    choice = choice or "auto"  # the OpenAI default when tools are given
+    if choice == "none":
+        return ToolPlan(tools, set(names), banned=banned)
+    if not isinstance(choice, str):  # a named function
+        if choice.function.name not in names:
+            raise bad_request(f"tool_choice names function {choice.function.name!r}, which is not in tools",
+                              param="tool_choice")
+        functions = [f for f in functions if f.name == choice.function.name]
+    schema = calls_schema(functions, parallel=body.parallel_tool_calls and isinstance(choice, str))
+    guided = GuidedDecoding("json_schema", json.dumps(schema, separators=(",", ":"), ensure_ascii=False),
+                            param="tools", trigger_token=trigger, trigger_required=choice != "auto")
+    return ToolPlan(tools, set(names), trigger, guided)
+
+
+def calls_schema(functions, parallel: bool) -> dict:
+    """The JSON Schema of the array the model writes after `[TOOL_CALLS]`: objects with the
+    function's name, its arguments (the function's parameter schema) and optionally an id, in
+    the order Mistral's format writes them."""
+    variants = []
+    for i, f in enumerate(functions):
+        at = "#/items" + (f"/anyOf/{i}" if len(functions) > 1 else "") + "/properties/arguments"
+        arguments = _rebase_refs(f.parameters, at) if f.parameters else {"type": "object"}
+        variants.append({"type": "object",
+                         "properties": {"name": {"const": f.name}, "arguments": arguments,
+                                        "id": {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}},
+                         "required": ["name", "arguments"], "additionalProperties": False})
+    schema: dict[str, Any] = {"type": "array", "items": variants[0] if len(variants) == 1 else {"anyOf": variants},
+                              "minItems": 1}
+    if not parallel:
+        schema["maxItems"] = 1
+    return schema
+
+
+def _rebase_refs(node: Any, at: str) -> Any:
+    """A parameter schema moved to `at` inside the calls schema: its local refs ("#/$defs/X")
+    must point to the new place ("{at}/$defs/X")."""
+    if isinstance(node, dict):
+        return {k: (at + v[1:] if k == "$ref" and isinstance(v, str) and v.startswith("#") else _rebase_refs(v, at))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebase_refs(v, at) for v in node]
+    return node
+
+
+def parse_calls(text: str, names: set[str]) -> list[dict] | None:
+    """OpenAI tool_calls from the text after `[TOOL_CALLS]`, or None if it is not a list of calls
+    to known functions (the caller then returns the text as content)."""
+    try:
+        calls = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for call in calls:
+        if not isinstance(call, dict) or call.get("name") not in names:
+            return None
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):  # some fine-tunes write the arguments as a JSON string
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                return None
+        call_id = call.get("id")
+        out.append({"id": call_id if isinstance(call_id, str) and _MISTRAL_ID.match(call_id) else new_call_id(),
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(arguments, ensure_ascii=False)}})
+    return out
+
+
+class ChoiceOutput:
+    """One choice's output split into content and tool calls, as it streams in.
+
+    Text before `[TOOL_CALLS]` is content and streams as it comes; what follows is held back and
+    parsed when the choice ends. Control tokens decode to nothing, so both parts are decoded
+    from the token ids on either side of the trigger, exactly.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, plan: ToolPlan) -> None:
+        self.tokenizer = tokenizer
+        self.plan = plan
+        self.ids: list[int] = []
+        self.sent = ""  # content already handed out
+        self.split: int | None = None  # index of the trigger in ids
+
+    def feed(self, text: str, token_ids: list[int]) -> str:
+        """The content to emit for one delta of the engine."""
+        start = len(self.ids)
+        self.ids += token_ids
+        if self.split is None and self.plan.trigger is not None and self.plan.trigger in token_ids:
+            self.split = start + token_ids.index(self.plan.trigger)
+            content = self.tokenizer.decode(self.ids[:self.split])
+            text = content[len(self.sent):] if content.startswith(self.sent) else ""
+        elif self.split is not None:
+            return ""
+        self.sent += text
+        return text
+
+    def finish(self) -> tuple[str, list[dict] | None]:
+        """At the end: (content still to emit, tool calls or None). Calls that do not parse are
+        returned as content, so a malformed answer is never lost."""
+        if self.split is None:
+            return "", None
+        after = self.tokenizer.decode(self.ids[self.split + 1:])
+        calls = parse_calls(after, self.plan.names)
+        if calls is None:
+            return after, None
+        return "", calls
