@@ -32,16 +32,18 @@ from .params import GuidedDecoding, ParamError
 # response_format json_object: any JSON object.
 JSON_OBJECT = '{"type": "object", "additionalProperties": true}'
 # Tokens of slack kept when planning the ending, on top of the ending itself.
-ENDING_MARGIN = 8
+ENDING_MARGIN = 4
 # Compiled grammars kept, most recently used first.
 CACHE_SIZE = 256
 
-# The order in which the ending planner tries single characters: close what is open first, then
-# the shortest values, separators, letters for property names, and whitespace last.
-_ENDING_ORDER = (b'"}]0123456789,:' + bytes(range(ord("a"), ord("z") + 1))
-                 + bytes(range(ord("A"), ord("Z") + 1)) + b"{[-.tfn_"
-                 + bytes(b for b in range(33, 127) if b not in b'"}]0123456789,:{[-.tfn_'
-                         and not chr(b).isalpha()) + b" \n")
+# The order in which the ending planner tries single characters: one of each kind first (close a
+# string, a digit, a letter, close a bracket, separators), then the rest of ASCII punctuation,
+# the other digits and letters, and whitespace last.
+_LEADING = b'"0aA}],:{[-._'
+_ENDING_ORDER = (_LEADING + bytes(b for b in range(33, 127) if b not in _LEADING and not chr(b).isalnum())
+                 + bytes(b for b in range(33, 127) if b not in _LEADING and chr(b).isalnum()) + b" \n")
+# Characters tried per step before the planner accepts one that leaves the grammar where it was.
+_MAX_TRIES = 40
 
 # xgrammar prefixes its messages with a time stamp and the C++ source line.
 _XGR_PREFIX = re.compile(r"^\[[0-9:]+\] \S+:\d+: (Check failed: \(.*?\) is false: )?")
@@ -86,6 +88,10 @@ class GrammarCompiler:
                 if len(piece) == 1:
                     self.byte_token[piece[0]] = token_id
         self.longest_piece = max(map(len, self.piece_token), default=1)
+        # The ending planner's candidates, in _ENDING_ORDER, and where their bits are in a mask.
+        self.ending_tokens = torch.tensor([self.byte_token[b] for b in _ENDING_ORDER if b in self.byte_token])
+        self.ending_words = self.ending_tokens // 32
+        self.ending_bits = (self.ending_tokens % 32).to(torch.int32)
         self._bytes = {t: p for p, t in self.piece_token.items()}
 
     def vocab_bytes(self, token_id: int) -> bytes:
@@ -215,8 +221,7 @@ class GrammarState:
 
     # ---- the budget ---------------------------------------------------------------------------
     def _watch_budget(self, scratch: Tensor, index: int, remaining: int) -> None:
-        """Plan the ending when the budget left is close to what the ending needs. The check runs
-        at halving intervals (remaining 500 -> 264 -> 146 ...), then every step near the end."""
+        """Plan the ending when the budget left is close to what the ending needs."""
         if self.next_check is not None and remaining > self.next_check:
             return
         chars = self.plan_ending(scratch, index, limit=min(8 * remaining, 4096))
@@ -226,37 +231,67 @@ class GrammarState:
             return
         ending = self.compiler.tokenize(b"".join(self.compiler.vocab_bytes(t) for t in chars))
         need = len(ending) + 1 + ENDING_MARGIN
-        if remaining <= need:
+        # Close once the budget is down to twice what the ending needs: one more token of the
+        # model's could open a structure that needs far more to close (a second tool call, a
+        # nested object with required fields), and the ending must still fit after it.
+        if remaining <= 2 * need:
             if len(ending) > remaining:
                 self.next_check = -1  # too late to finish: let the answer be cut
             else:
                 self.forced = ending + [self.compiler.eos_id] if len(ending) < remaining else ending
             return
-        self.next_check = remaining - max(1, (remaining - need) // 2)
+        # Plan again at halving distances (remaining 500 -> 270 -> 155 ...), every step near the end.
+        self.next_check = remaining - max(1, (remaining - 2 * need) // 2)
 
     def plan_ending(self, scratch: Tensor, index: int, limit: int) -> list[int] | None:
         """The tokens of a short way from here to the end of the grammar, one character each
-        where possible, chosen greedily in _ENDING_ORDER; None if none is found within `limit`.
-        `scratch` is a bitmask whose row `index` may be overwritten."""
+        where possible; None if none is found within `limit`. `scratch` is a bitmask whose row
+        `index` may be overwritten.
+
+        Greedy, one character a step. A character the previous step did not allow comes first
+        (it is the grammar moving on: '@' in `[a-z]+@`, '"' once minLength is met), then one not
+        written in the last few steps (so `(ab)+c` ends with 'c'), then _ENDING_ORDER."""
         matcher = self.matcher.fork()
-        eos = self.compiler.eos_id
+        c = self.compiler
         ending: list[int] = []
         row = scratch[index]
+        previous: Tensor | None = None  # which candidates the previous step allowed
+        matcher.fill_next_token_bitmask(scratch, index)
         while len(ending) < limit:
-            matcher.fill_next_token_bitmask(scratch, index)
-            if allowed(row, eos):
+            if allowed(row, c.eos_id):
                 return ending
-            token = next((t for b in _ENDING_ORDER if (t := self.compiler.byte_token.get(b)) is not None
-                          and allowed(row, t)), None)
-            if token is None:
+            now = ((row[c.ending_words] >> c.ending_bits) & 1).bool()
+            candidates = now.nonzero().view(-1).tolist()
+            if not candidates:
                 # No single character fits (a multi-byte literal, say): take any allowed token.
-                ids = _allowed_ids(row, self.compiler.vocab_size)
-                if not ids:
+                ids = _allowed_ids(row, c.vocab_size)
+                if not ids or not matcher.accept_token(ids[0]):
                     return None
-                token = ids[0]
-            if not matcher.accept_token(token):
-                return None
-            ending.append(token)
+                ending.append(ids[0])
+                previous = None
+                matcher.fill_next_token_bitmask(scratch, index)
+                continue
+            recent = ending[-4:]
+            tokens = c.ending_tokens.tolist()
+            candidates.sort(key=lambda rank: (1 if previous is not None and bool(previous[rank]) else 0,
+                                              recent.count(tokens[rank]), rank))
+            # Take the first character that moves the grammar on (its mask changes): in `[a-z]+@`
+            # another letter would leave it where it was, '@' does not.
+            before = row.clone()
+            chosen = None
+            for rank in candidates[:_MAX_TRIES]:
+                matcher.accept_token(tokens[rank])
+                matcher.fill_next_token_bitmask(scratch, index)
+                if allowed(row, c.eos_id) or not torch.equal(row, before):
+                    chosen = tokens[rank]
+                    break
+                matcher.rollback(1)
+            if chosen is None:  # every character keeps the state (a string below its minLength)
+                chosen = tokens[candidates[0]]
+                matcher.accept_token(chosen)
+                matcher.fill_next_token_bitmask(scratch, index)
+            ending.append(chosen)
+            previous = now
         return None
 
 
