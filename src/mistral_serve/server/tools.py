@@ -112,9 +112,10 @@ def calls_schema(functions, parallel: bool) -> dict:
     function's name, its arguments (the function's parameter schema) and optionally an id, in
     the order Mistral's format writes them."""
     variants = []
+    defs: dict[str, Any] = {}
     for i, f in enumerate(functions):
         at = "#/items" + (f"/anyOf/{i}" if len(functions) > 1 else "") + "/properties/arguments"
-        arguments = _rebase_refs(f.parameters, at) if f.parameters else {"type": "object"}
+        arguments = _rebase_refs(f.parameters, at, f"f{i}_", defs) if f.parameters else {"type": "object"}
         variants.append({"type": "object",
                          "properties": {"name": {"const": f.name}, "arguments": arguments,
                                         "id": {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}},
@@ -123,18 +124,37 @@ def calls_schema(functions, parallel: bool) -> dict:
                               "minItems": 1}
     if not parallel:
         schema["maxItems"] = 1
+    if defs:
+        schema["$defs"] = defs
     return schema
 
 
-def _rebase_refs(node: Any, at: str) -> Any:
-    """A parameter schema moved to `at` inside the calls schema: its local refs ("#/$defs/X")
-    must point to the new place ("{at}/$defs/X")."""
-    if isinstance(node, dict):
-        return {k: (at + v[1:] if k == "$ref" and isinstance(v, str) and v.startswith("#") else _rebase_refs(v, at))
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rebase_refs(v, at) for v in node]
-    return node
+_DEFS = ("#/$defs/", "#/definitions/")
+
+
+def _rebase_refs(parameters: dict, at: str, prefix: str, defs: dict) -> dict:
+    """A parameter schema moved to `at` inside the calls schema. Its definitions move to the
+    root's $defs (as {prefix}{name}, so two functions' names cannot clash) and its refs follow;
+    other local refs ("#/properties/x") are rebased onto `at`."""
+    def rebase(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k == "$ref" and isinstance(v, str) and v.startswith("#"):
+                    d = next((d for d in _DEFS if v.startswith(d)), None)
+                    out[k] = f"#/$defs/{prefix}{v[len(d):]}" if d else at + v[1:]
+                else:
+                    out[k] = rebase(v)
+            return out
+        if isinstance(node, list):
+            return [rebase(v) for v in node]
+        return node
+
+    moved = rebase(parameters)
+    for key in ("$defs", "definitions"):
+        for name, sub in (moved.pop(key, None) or {}).items():
+            defs[prefix + name] = sub
+    return moved
 
 
 def parse_calls(text: str, names: set[str]) -> list[dict] | None:
