@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output-len", type=int, default=32)
     bench.add_argument("--prefix-len", type=int, default=2000)
     bench.add_argument("--http-clients", default="1,8,32", help="comma-separated client counts for the HTTP run")
-    bench.add_argument("--suites", default="engine,http,peers",
-                       help="what to measure: engine (in-process), http (live server), peers (transformers)")
+    bench.add_argument("--suites", default="engine,grammar,http,peers",
+                       help="what to measure: engine (in-process), grammar (structured-output overhead), "
+                            "http (live server), peers (transformers, llama.cpp)")
     bench.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report file ('-': print only)")
     return parser
 

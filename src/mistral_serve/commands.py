@@ -220,8 +220,8 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     except ValueError:
         raise UserError(f"--http-clients must be comma-separated integers, got {ns.http_clients!r}") from None
     suites = tuple(s for s in ns.suites.split(",") if s)
-    if not set(suites) <= {"engine", "http", "peers"}:
-        raise UserError(f"--suites takes engine, http and peers, got {ns.suites!r}")
+    if not set(suites) <= {"engine", "grammar", "http", "peers"}:
+        raise UserError(f"--suites takes engine, grammar, http and peers, got {ns.suites!r}")
     bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len,
                         http_clients=http_clients, suites=suites)
     out = None if str(ns.out) == "-" else Path(ns.out)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from ..engine.engine import LLMEngine
-from ..engine.params import SamplingParams
+from ..engine.params import GuidedDecoding, SamplingParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +85,42 @@ def prefix_ttft(engine: LLMEngine, prefix_len: int, seed: int = 1) -> PrefixResu
                 cached = out.cached_tokens
         times.append(time.perf_counter() - started)
     return PrefixResult(prefix_len, times[0], times[1], cached)
+
+
+@dataclass(frozen=True, slots=True)
+class GrammarResult:
+    concurrency: int
+    plain_tokens_per_s: float
+    constrained_tokens_per_s: float
+    compile_seconds: float  # the schema's first compile (later requests hit the cache)
+    mask_ms_per_token: float  # computing one sequence's mask (in a thread, beside the forward)
+
+
+# A schema with a free string, so random weights keep writing until the budget closes it.
+BENCH_SCHEMA = ('{"type": "object", "properties": {"title": {"type": "string"}, "year": {"type": "integer", '
+                '"minimum": 1900, "maximum": 2100}, "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}}}, '
+                '"required": ["title", "year", "tags"]}')
+
+
+def grammar_overhead(engine: LLMEngine, concurrency: int, prompt_len: int, output_len: int,
+                     seed: int = 0) -> GrammarResult:
+    """Output tokens/s with and without a JSON schema on every request, and the mask's cost."""
+    rng = random.Random(seed)
+    vocab = engine.model.args.vocab_size
+    spec = GuidedDecoding("json_schema", BENCH_SCHEMA)
+    started = time.perf_counter()
+    engine.grammars.compile(spec)
+    compile_seconds = time.perf_counter() - started
+    rates = []
+    for guided in (None, spec):
+        mask_seconds, masked = engine.mask_seconds, engine.masked_tokens
+        params = SamplingParams(temperature=1.0, max_tokens=output_len, guided=guided, ignore_eos=guided is None)
+        start = time.perf_counter()
+        ids = [engine.add_request(random_prompt(rng, prompt_len, vocab), params) for _ in range(concurrency)]
+        tokens = 0
+        while engine.has_unfinished():
+            for out in engine.step():
+                tokens += sum(len(d.token_ids) for d in out.deltas if out.request_id in ids)
+        rates.append(tokens / (time.perf_counter() - start))
+    per_token = (engine.mask_seconds - mask_seconds) / max(1, engine.masked_tokens - masked)
+    return GrammarResult(concurrency, rates[0], rates[1], compile_seconds, per_token * 1000)

@@ -16,7 +16,7 @@ from ..config import EngineConfig, ModelConfig
 from ..engine.engine import LLMEngine
 from ..loading import LoadedModel, load
 from ..random_checkpoint import ensure_demo
-from .engine_bench import prefix_ttft, throughput
+from .engine_bench import grammar_overhead, prefix_ttft, throughput
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class BenchConfig:
     prefix_len: int = 2000
     max_num_batched_tokens: int = 512
     http_clients: tuple[int, ...] = (1, 8, 32)
-    suites: tuple[str, ...] = ("engine", "http", "peers")
+    suites: tuple[str, ...] = ("engine", "grammar", "http", "peers")
 
 
 @dataclass
@@ -85,6 +85,25 @@ def engine_section(report: Report, loaded: LoadedModel, bench: BenchConfig, labe
                    f"prefix + 16 new tokens: cold {p.cold_ttft * 1000:.0f} ms, repeated {p.cached_ttft * 1000:.0f} ms "
                    f"({p.cached_ttft / p.cold_ttft:.1%} of cold; {p.cached_tokens} prompt tokens from the cache).")
     report.add("")
+
+
+def grammar_section(report: Report, loaded: LoadedModel, bench: BenchConfig) -> None:
+    """What constrained decoding costs: a JSON schema on every request against none."""
+    report.add(f"Structured outputs: every request constrained by a JSON schema (engine/grammar.py, xgrammar), "
+               f"against the same requests unconstrained; {bench.output_len} output tokens at most, sampled.", "",
+               "| concurrency | unconstrained tok/s | constrained tok/s | ratio | mask per token | schema compile |",
+               "| --- | --- | --- | --- | --- | --- |")
+    for c in sorted({1, max(bench.concurrency)}):
+        engine = LLMEngine(loaded.model, loaded.tokenizer,
+                           EngineConfig(max_num_seqs=max(bench.concurrency),
+                                        max_num_batched_tokens=bench.max_num_batched_tokens))
+        throughput(engine, 1, 8, 2)  # warm-up
+        r = grammar_overhead(engine, c, bench.prompt_len, bench.output_len)
+        report.add(f"| {c} | {r.plain_tokens_per_s:.1f} | {r.constrained_tokens_per_s:.1f} | "
+                   f"{r.constrained_tokens_per_s / r.plain_tokens_per_s:.2f} | {r.mask_ms_per_token:.3f} ms | "
+                   f"{r.compile_seconds * 1000:.0f} ms |")
+    report.add("", "The mask is computed in a worker thread while the model runs; its time per constrained "
+               "token includes planning the ending near max_tokens.", "")
 
 
 def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig, label: str) -> None:
@@ -232,6 +251,8 @@ def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Pa
         report.add(f"## {full} ({loaded.args.n_params / 1e6:.0f}M parameters, {loaded.device})", "")
         if "engine" in bench.suites:
             engine_section(report, loaded, bench, full)
+        if "grammar" in bench.suites:
+            grammar_section(report, loaded, bench)
         if "http" in bench.suites:
             http_section(report, cfg, loaded, bench, full)
         if "peers" in bench.suites:

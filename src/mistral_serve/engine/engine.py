@@ -178,7 +178,8 @@ class LLMEngine:
             return []
         sample_rows = [i for i, (seq, n) in enumerate(batch.items) if seq.num_computed + n == seq.num_tokens]
         seqs = [batch.items[i][0] for i in sample_rows]
-        # Grammar masks depend only on tokens already written: compute them while the model runs.
+        # Grammar masks depend only on tokens already written: on a GPU they are computed while
+        # the model runs.
         masks = self._start_masks(seqs)
         logits = self.runner.run(batch, sample_rows)
         self.scheduler.after_step(batch)
@@ -195,6 +196,13 @@ class LLMEngine:
     def _start_masks(self, seqs: list[Sequence]) -> Future | None:
         if not any(s.grammar is not None for s in seqs):
             return None
+        if self.model.device.type != "cuda":
+            # On a CPU the forward's threads already use every core: a mask thread beside them
+            # makes OpenMP's threads wait on each other and slowed whole steps several-fold
+            # (measured). Computed inline, the mask costs its own time only.
+            done: Future = Future()
+            done.set_result(self._fill_masks(seqs))
+            return done
         if self._mask_pool is None:
             self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="grammar-mask")
         return self._mask_pool.submit(self._fill_masks, seqs)
