@@ -120,8 +120,7 @@ class GuidedFields(_Strict):
                                        description="An EBNF (GBNF-style) grammar the answer must match. Extension.")
 
 
-class ChatCompletionRequest(GuidedFields):
-    """POST /v1/chat/completions and /api/ai/chat/completions."""
+class _ChatFields(_Strict):
 
     model: str = Field(description="The model id, e.g. open-mistral-7b.")
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
@@ -166,10 +165,15 @@ class ChatCompletionRequest(GuidedFields):
     parallel_tool_calls: bool = Field(default=True, description="Allow more than one call in an answer.")
 
 
+class ChatCompletionRequest(GuidedFields, _ChatFields):
+    """POST /v1/chat/completions and /api/ai/chat/completions."""
+
+    # (Bases in this order put the chat fields first in the published schema, the extensions last.)
+
+
 # ---- completions request -----------------------------------------------------------------------
 
-class CompletionRequest(GuidedFields):
-    """POST /v1/completions: a raw prompt, no chat template."""
+class _CompletionFields(_Strict):
 
     model: str
     prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
@@ -197,6 +201,10 @@ class CompletionRequest(GuidedFields):
     ignore_eos: bool = False
     stop_token_ids: list[TokenId] | None = None
     response_format: ResponseFormat | None = None
+
+
+class CompletionRequest(GuidedFields, _CompletionFields):
+    """POST /v1/completions: a raw prompt, no chat template."""
 
 
 # ---- tokenizer endpoints -------------------------------------------------------------------------
