@@ -18,6 +18,7 @@ A sequence's grammar state adds two things xgrammar leaves to the server:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -44,6 +45,8 @@ _ENDING_ORDER = (_LEADING + bytes(b for b in range(33, 127) if b not in _LEADING
                  + bytes(b for b in range(33, 127) if b not in _LEADING and chr(b).isalnum()) + b" \n")
 # Characters tried per step before the planner accepts one that leaves the grammar where it was.
 _MAX_TRIES = 40
+
+log = logging.getLogger(__name__)
 
 # xgrammar prefixes its messages with a time stamp and the C++ source line.
 _XGR_PREFIX = re.compile(r"^\[[0-9:]+\] \S+:\d+: (Check failed: \(.*?\) is false: )?")
@@ -197,9 +200,20 @@ class GrammarState:
 
     def fill(self, bitmask: Tensor, index: int, remaining: int) -> bool:
         """Write this step's mask into bitmask[index]; `remaining`: tokens the sequence may still
-        generate. Returns False when nothing is constrained this step (row left all-allowed)."""
+        generate. Returns False when nothing is constrained this step (row left all-allowed).
+        A failure inside the grammar engine frees this sequence rather than failing the step
+        for every sequence in the batch."""
         if self.broken:
             return False
+        try:
+            return self._fill(bitmask, index, remaining)
+        except Exception:
+            log.exception("grammar mask failed; the sequence continues unconstrained")
+            self.broken = True
+            bitmask[index].fill_(-1)
+            return False
+
+    def _fill(self, bitmask: Tensor, index: int, remaining: int) -> bool:
         if not self.forced and self.active:
             self._watch_budget(bitmask, index, remaining)
         if self.forced:
