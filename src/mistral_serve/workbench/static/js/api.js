@@ -49,6 +49,14 @@ export function explain(status, detail, retryAfter) {
         return new ReadableError("Too long for the model's context", text,
           { status, hint: "Lower max_tokens, shorten the conversation or clear it." });
       }
+      if (/response_format/i.test(text)) {
+        return new ReadableError("The server refused the output format", text,
+          { status, hint: "Check the output format and its JSON schema in the settings." });
+      }
+      if (/tool/i.test(text)) {
+        return new ReadableError("The server refused the tools", text,
+          { status, hint: "Check the tools and the tool choice in the settings." });
+      }
       return new ReadableError("The server refused the request", text || "Bad request.", { status });
     case 404:
       return new ReadableError("Not found", text || "The server does not know this model or path.", { status });
@@ -133,10 +141,11 @@ export async function* readEvents(response) {
 }
 
 /**
- * Stream one chat completion. Callbacks: onText(delta), onFinish(reason), onUsage(usage).
+ * Stream one chat completion. Callbacks: onText(delta), onToolCalls(deltas) with the delta's
+ * tool_calls list (fragments to join by index), onFinish(reason), onUsage(usage).
  * Resolves when the stream ends; rejects with a ReadableError, or an AbortError when stopped.
  */
-export async function streamChat({ body, key, signal, onText, onFinish, onUsage }) {
+export async function streamChat({ body, key, signal, onText, onToolCalls, onFinish, onUsage }) {
   let response;
   try {
     response = await fetch(CHAT_PATH, { method: "POST", headers: headers(key), body: JSON.stringify(body), signal });
@@ -157,6 +166,8 @@ export async function streamChat({ body, key, signal, onText, onFinish, onUsage 
       for (const choice of event.choices || []) {
         const text = choice.delta && choice.delta.content;
         if (text) onText?.(text);
+        const calls = choice.delta && choice.delta.tool_calls;
+        if (Array.isArray(calls) && calls.length) onToolCalls?.(calls);
         if (choice.finish_reason) onFinish?.(choice.finish_reason);
       }
     }

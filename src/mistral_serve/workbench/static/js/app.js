@@ -1,11 +1,14 @@
 // The workbench: model picker and card, conversation panes (one, or several to compare settings),
-// streamed answers with their numbers, generated parameter controls, and the API tab.
+// streamed answers with their numbers, generated parameter controls, output format and tools
+// (shared by the panes), tool calls and their results, and the API tab.
 // Model output only ever reaches the page as text nodes.
 
 import { $, $$, copyText, formatInt, h, toast } from "./dom.js";
 import { asReadable, fetchModels, streamChat } from "./api.js";
 import { changedParams, formatValue, paramSpecs, renderParams } from "./params.js";
 import { snippets } from "./snippets.js";
+import { initStructured, structuredChips, structuredFields, structuredProblem } from "./structured.js";
+import { addToolCallDeltas, toolCallCard, toolResultsForm, toolResultsView, wireCall } from "./toolcalls.js";
 
 const KEY_STORAGE = "mistral-serve.apiKey";
 const SYSTEM_STORAGE = "mistral-serve.systemPrompt";
@@ -27,10 +30,10 @@ const state = {
   key: storage.get(KEY_STORAGE),
   system: storage.get(SYSTEM_STORAGE),
   wantedModel: new URLSearchParams(location.search).get("model"),
-  turns: [], // {id, user, answers: {paneId: answer}}
+  turns: [], // {id, user, answers: {paneId: answer}}; an answer with tool calls and results has .next
   panes: [], // {id, modelId, values, errors, controller, paramsOpen, stick, refs}
   running: 0,
-  editing: null, // {turnId, paneId, role}
+  editing: null, // {turnId, paneId, role, answer}
   view: "chat",
 };
 let nextId = 1;
@@ -280,13 +283,21 @@ function addPane() {
   // The new pane starts from the first pane's answers, so that its conversation is the same one.
   for (const turn of state.turns) {
     const answer = turn.answers[state.panes[0].id];
-    if (answer) turn.answers[pane.id] = { ...answer, view: null };
+    if (answer) turn.answers[pane.id] = cloneAnswer(answer);
   }
   state.panes.push(pane);
   renderPanes();
   renderApi();
   openParams(pane, true);
   pane.refs.el.scrollIntoView({ block: "nearest", inline: "nearest" });
+}
+
+function cloneAnswer(answer) {
+  if (!answer) return null;
+  return {
+    ...answer, view: null, toolCalls: answer.toolCalls.map((c) => ({ ...c })),
+    results: answer.results && [...answer.results], drafts: [...answer.drafts], next: cloneAnswer(answer.next),
+  };
 }
 
 function removePane(pane) {
@@ -316,8 +327,10 @@ function renderMessages(pane) {
   }
   state.turns.forEach((turn, index) => {
     list.append(userView(turn, index, pane));
-    const answer = turn.answers[pane.id];
-    if (answer) list.append(answerView(answer, turn, index, pane));
+    for (let answer = turn.answers[pane.id]; answer; answer = answer.next) {
+      list.append(answerView(answer, turn, index, pane));
+      if (answer.results) list.append(toolResultsView(answer.toolCalls, answer.results));
+    }
   });
   pane.stick = true;
   scrollDown(pane);
@@ -347,6 +360,7 @@ function userView(turn, index, pane) {
     h("div", { class: "msg-role" }, "You"));
   if (editing) {
     root.append(editor(turn.user, "Save & send", (text) => {
+      if (!structuredReady()) return;
       state.editing = null;
       turn.user = text;
       state.turns.splice(index + 1);
@@ -362,8 +376,8 @@ function userView(turn, index, pane) {
 }
 
 function answerView(answer, turn, index, pane) {
-  const last = index === state.turns.length - 1;
-  const editing = state.editing && state.editing.turnId === turn.id && state.editing.paneId === pane.id && state.editing.role === "assistant";
+  const last = index === state.turns.length - 1 && !answer.next;
+  const editing = state.editing && state.editing.answer === answer;
   const root = h("article", { class: "msg assistant", dataset: { turn: String(index), status: answer.status } });
   root.append(h("div", { class: "msg-role" }, "Assistant",
     state.models.length > 1 ? h("span", { class: "msg-model" }, answer.model) : null,
@@ -380,11 +394,13 @@ function answerView(answer, turn, index, pane) {
   }
   const textNode = document.createTextNode(answer.text);
   const text = h("div", { class: "msg-text" }, textNode, h("span", { class: "cursor", "aria-hidden": "true" }));
+  const calls = h("div", { class: "tool-calls", "aria-label": "Tool calls" });
   const error = h("div", { class: "msg-error" });
   const stats = h("div", { class: "stats", "aria-label": "Answer statistics" });
   const actions = h("div", { class: "msg-actions" });
-  root.append(text, error, h("div", { class: "msg-foot" }, stats, actions));
-  answer.view = { root, textNode, error, stats, actions, pane, last };
+  const form = h("div", { class: "tool-form-slot" });
+  root.append(text, calls, error, h("div", { class: "msg-foot" }, stats, actions), form);
+  answer.view = { root, textNode, calls, error, stats, actions, form, formShown: false, pane, last };
   updateAnswer(answer, turn, pane);
   return root;
 }
@@ -394,7 +410,19 @@ function updateAnswer(answer, turn, pane) {
   if (!view) return;
   view.root.dataset.status = answer.status;
   view.root.classList.toggle("no-text", !answer.text);
+  view.root.classList.toggle("has-calls", answer.toolCalls.length > 0);
+  const streaming = answer.status === "streaming";
+  view.calls.replaceChildren(...answer.toolCalls.map((call) => toolCallCard(call, streaming)));
   view.error.replaceChildren(...(answer.error ? [errorBox(answer.error)] : []));
+  if (!view.formShown && !streaming && answer.toolCalls.length && !answer.results) {
+    view.formShown = true;
+    view.form.replaceChildren(view.last
+      ? toolResultsForm(answer.toolCalls, answer.drafts, {
+        idPrefix: `result-${pane.id}-${answer.id}`, disabled: state.running > 0,
+        onSubmit: (results) => submitResults(pane, turn, answer, results),
+      })
+      : h("p", { class: "hint tool-skipped" }, "No results were sent for these calls; the conversation goes on without them."));
+  }
   view.stats.replaceChildren(...statsParts(answer).map(([key, label, title]) =>
     h("span", { class: `stat stat-${key}`, dataset: { stat: key }, title }, label)));
   const actions = [];
@@ -402,8 +430,8 @@ function updateAnswer(answer, turn, pane) {
     actions.push(actionButton("Stop", () => pane.controller?.abort()));
   } else if (turn) {
     if (answer.text) actions.push(actionButton("Copy", async () => toast((await copyText(answer.text)) ? "Copied" : "Copy failed")));
-    if (answer.text) actions.push(actionButton("Edit", () => startEdit(turn, pane, "assistant"), { disabled: state.running > 0 }));
-    if (view.last) actions.push(actionButton("Regenerate", () => runTurn(state.turns.indexOf(turn), [pane]), { disabled: state.running > 0 }));
+    if (answer.text) actions.push(actionButton("Edit", () => startEdit(turn, pane, "assistant", answer), { disabled: state.running > 0 }));
+    if (view.last) actions.push(actionButton("Regenerate", () => regenerate(pane, turn, answer), { disabled: state.running > 0 }));
   }
   view.actions.replaceChildren(...actions);
 }
@@ -423,13 +451,19 @@ function statsParts(a) {
   }
   if (a.tFirst) parts.push(["ttft", `TTFT ${ms(a.tFirst - a.tStart)}`, "Time to first token"]);
   const end = a.tEnd || performance.now();
-  if (a.tFirst && out > 1 && end - a.tFirst > 0) {
+  // Calls come whole at the end (the server holds them back until they parse): no rate to show then.
+  const callsOnly = a.toolCalls.length > 0 && !a.text;
+  if (a.tFirst && out > 1 && end - a.tFirst > 0 && !callsOnly) {
     const tps = (out - 1) / ((end - a.tFirst) / 1000);
     parts.push(["tps", `${tps >= 100 ? Math.round(tps) : tps.toFixed(1)} tok/s`, "Output tokens per second after the first token"]);
   }
   if (a.status === "streaming") parts.push(["finish", "streaming…", "Generating"]);
   else if (a.status === "stopped") parts.push(["finish", "stopped", "Stopped before the end"]);
-  else if (a.finish) parts.push(["finish", `finish: ${a.finish}`, a.finish === "length" ? "Stopped at max_tokens (or the context end)" : "The model ended the answer, or a stop string was met"]);
+  else if (a.finish) {
+    const why = a.finish === "length" ? "Stopped at max_tokens (or the context end)"
+      : a.finish === "tool_calls" ? "The model called tools" : "The model ended the answer, or a stop string was met";
+    parts.push(["finish", `finish: ${a.finish}`, why]);
+  }
   return parts;
 }
 
@@ -447,9 +481,9 @@ function editor(initial, saveLabel, onSave) {
     h("button", { type: "button", class: "btn ghost small", onclick: cancel }, "Cancel")));
 }
 
-function startEdit(turn, pane, role) {
+function startEdit(turn, pane, role, answer = null) {
   if (state.running) return;
-  state.editing = { turnId: turn.id, paneId: pane.id, role };
+  state.editing = { turnId: turn.id, paneId: pane.id, role, answer };
   renderAllMessages();
   const area = pane.refs.messages.querySelector(".edit-area");
   if (area) {
@@ -466,30 +500,54 @@ function scrollDown(pane) {
 // ---- generating ------------------------------------------------------------------------------------
 
 function mergeRoles(messages) {
+  // Two user (or two plain assistant) messages in a row become one; tool calls and results never merge.
+  const plain = (m) => typeof m.content === "string" && !m.tool_calls && (m.role === "user" || m.role === "assistant");
   const out = [];
   for (const m of messages) {
     const prev = out[out.length - 1];
-    if (prev && prev.role === m.role && m.role !== "system") prev.content = `${prev.content}\n\n${m.content}`;
+    if (prev && prev.role === m.role && plain(prev) && plain(m)) prev.content = `${prev.content}\n\n${m.content}`;
     else out.push({ ...m });
   }
   return out;
 }
 
-/** The messages of `pane` for the turns before `upto`, then the user message `user`. */
-function buildMessages(pane, upto, user) {
+/**
+ * The messages of one pane's answer chain, up to and with `through` (the whole chain without it):
+ * an answer with calls and their results is the assistant message with tool_calls (the server takes
+ * content or tool_calls, not both) and one tool message per call; calls left without results drop out.
+ */
+function chainMessages(answer, through = null) {
+  const out = [];
+  for (let a = answer; a; a = a.next) {
+    if (a.toolCalls.length && a.results) {
+      out.push({ role: "assistant", content: null, tool_calls: a.toolCalls.map(wireCall) });
+      a.toolCalls.forEach((call, i) => out.push({ role: "tool", tool_call_id: call.id, content: a.results[i] }));
+    } else if (a.text) {
+      out.push({ role: "assistant", content: a.text });
+    }
+    if (a === through) break;
+  }
+  return out;
+}
+
+/** The messages of `pane` for the turns before `upto`, then the user message `user`, then (to go on
+ * after tool results) that turn's answers up to and with `through`. */
+function buildMessages(pane, upto, user, through = null) {
   const messages = [];
   if (state.system.trim()) messages.push({ role: "system", content: state.system });
   for (const turn of state.turns.slice(0, upto)) {
     messages.push({ role: "user", content: turn.user });
-    const answer = turn.answers[pane.id];
-    if (answer && answer.text) messages.push({ role: "assistant", content: answer.text });
+    messages.push(...chainMessages(turn.answers[pane.id]));
   }
   messages.push({ role: "user", content: user });
+  if (through) messages.push(...chainMessages(state.turns[upto].answers[pane.id], through));
   return mergeRoles(messages);
 }
 
-function requestBody(pane, messages, { stream = true } = {}) {
-  const body = { model: pane.modelId, messages, ...changedParams(specsFor(pane), pane.values) };
+function requestBody(pane, messages, { stream = true, afterResults = false } = {}) {
+  const body = {
+    model: pane.modelId, messages, ...changedParams(specsFor(pane), pane.values), ...structuredFields({ afterResults }),
+  };
   if (stream) {
     body.stream = true;
     body.stream_options = { include_usage: true };
@@ -505,14 +563,29 @@ function paramProblems() {
   return null;
 }
 
-async function generate(pane, turn) {
+/** The answer `answer` follows in its chain (the one whose tool results it answers), or null. */
+function parentOf(turn, pane, answer) {
+  for (let a = turn.answers[pane.id]; a; a = a.next) if (a.next === answer) return a;
+  return null;
+}
+
+function leafOf(answer) {
+  let a = answer;
+  while (a && a.next) a = a.next;
+  return a;
+}
+
+/** Answer `turn` in `pane`; with `parent` (an answer whose tool results are in), go on after it. */
+async function generate(pane, turn, parent = null) {
   const index = state.turns.indexOf(turn);
   const answer = {
-    text: "", status: "streaming", finish: null, usage: null, chunks: 0, error: null, edited: false,
+    id: nextId++, text: "", toolCalls: [], results: null, drafts: [], next: null,
+    status: "streaming", finish: null, usage: null, chunks: 0, error: null, edited: false,
     model: pane.modelId, tStart: performance.now(), tFirst: 0, tEnd: 0, view: null,
   };
-  turn.answers[pane.id] = answer;
-  const body = requestBody(pane, buildMessages(pane, index, turn.user));
+  if (parent) parent.next = answer;
+  else turn.answers[pane.id] = answer;
+  const body = requestBody(pane, buildMessages(pane, index, turn.user, parent), { afterResults: Boolean(parent) });
   const controller = new AbortController();
   pane.controller = controller;
   state.running += 1;
@@ -534,6 +607,11 @@ async function generate(pane, turn) {
         answer.view?.textNode.appendData(text);
         if (!frame) frame = requestAnimationFrame(paint);
       },
+      onToolCalls: (deltas) => {
+        if (!answer.tFirst) answer.tFirst = performance.now();
+        addToolCallDeltas(answer.toolCalls, deltas);
+        if (!frame) frame = requestAnimationFrame(paint);
+      },
       onFinish: (reason) => { answer.finish = reason; },
       onUsage: (usage) => { answer.usage = usage; },
     });
@@ -553,9 +631,47 @@ async function generate(pane, turn) {
   }
 }
 
+function regenerate(pane, turn, answer) {
+  const parent = parentOf(turn, pane, answer);
+  if (!parent) return runTurn(state.turns.indexOf(turn), [pane]);
+  if (state.running) return;
+  if (!structuredReady()) return;
+  return generate(pane, turn, parent);
+}
+
+/** Send the results of `answer`'s tool calls; the model goes on in the same pane. */
+function submitResults(pane, turn, answer, results) {
+  if (state.running) { toast("Wait for the answers, or stop them (Esc)."); return; }
+  if (!structuredReady()) return;
+  answer.results = results;
+  state.editing = null;
+  renderApi();
+  return generate(pane, turn, answer);
+}
+
+/** False (and says why) while the output format or the tools hold an error. */
+function structuredReady() {
+  const problem = structuredProblem();
+  if (!problem) return true;
+  focusSetting(problem.field);
+  toast(problem.text);
+  return false;
+}
+
+/** Show a setting of the sidebar (the drawer on a narrow window) and put the focus in it. */
+function focusSetting(selector) {
+  const toggle = $("#settings-toggle");
+  if (getComputedStyle(toggle).display !== "none" && !document.body.classList.contains("settings-open")) toggle.click();
+  const field = $(selector);
+  if (!field) return;
+  field.focus({ preventScroll: true });
+  field.scrollIntoView({ block: "nearest" });
+}
+
 function runTurn(index, panes = state.panes) {
   const turn = state.turns[index];
   if (!turn || state.running) return;
+  if (!structuredReady()) return;
   for (const pane of panes) delete turn.answers[pane.id];
   renderAllMessages();
   renderApi();
@@ -573,6 +689,7 @@ function send() {
     toast(`Fix ${problem.name}${state.panes.length > 1 ? ` in pane ${letter(problem.pane)}` : ""}: ${problem.text}`);
     return;
   }
+  if (!structuredReady()) return;
   state.editing = null;
   state.turns.push({ id: nextId++, user: text, answers: {} });
   prompt.value = "";
@@ -618,18 +735,24 @@ function apiRequest() {
   const draft = $("#prompt").value;
   let messages;
   let note;
+  let parent = null;
   if (draft.trim()) {
     messages = buildMessages(pane, state.turns.length, draft);
     note = state.turns.length ? "Messages: the conversation so far and your draft." : "Messages: your draft.";
   } else if (state.turns.length) {
-    messages = buildMessages(pane, state.turns.length - 1, state.turns[state.turns.length - 1].user);
-    note = "Messages: the request behind the last answer.";
+    const turn = state.turns[state.turns.length - 1];
+    parent = parentOf(turn, pane, leafOf(turn.answers[pane.id]));
+    messages = buildMessages(pane, state.turns.length - 1, turn.user, parent);
+    note = parent ? "Messages: the request behind the last answer, with the tool results."
+      : "Messages: the request behind the last answer.";
   } else {
     messages = buildMessages(pane, 0, EXAMPLE_PROMPT);
     note = "Messages: an example; type a message in the Chat tab to use yours.";
   }
-  const body = requestBody(pane, messages, { stream: false });
+  const body = requestBody(pane, messages, { stream: false, afterResults: Boolean(parent) });
   if ($("#api-stream").checked) body.stream = true;
+  const problem = structuredProblem();
+  if (problem) note += ` Not sendable yet: ${problem.text}`;
   return { body, note };
 }
 
@@ -648,6 +771,13 @@ function renderApi() {
     return h("figure", { class: "snippet", dataset: { snippet: s.id } },
       h("figcaption", {}, h("span", {}, s.title), copy), h("pre", {}, code));
   }));
+}
+
+function renderModeChips() {
+  $("#mode-chips").replaceChildren(...structuredChips().map((chip) => h("button", {
+    type: "button", class: "mode-chip", title: `${chip.title} (change it in the settings)`,
+    onclick: () => focusSetting(chip.field),
+  }, chip.text)));
 }
 
 function showView(view) {
@@ -679,6 +809,9 @@ function bind() {
   $("#clear-btn").addEventListener("click", clearConversation);
   $("#regenerate-btn").addEventListener("click", () => runTurn(state.turns.length - 1));
   $("#model-select").addEventListener("change", (ev) => setModel(state.panes[0], ev.target.value));
+
+  initStructured({ onChange: () => { renderModeChips(); renderApi(); } });
+  renderModeChips();
 
   const system = $("#system-prompt");
   system.value = state.system;

@@ -56,20 +56,41 @@ export function requestsSnippet(origin, body) {
     "    },",
     `    json=${pyLiteral(body, 4)},`,
   ];
+  const tools = Array.isArray(body.tools) && body.tools.length > 0;
   if (body.stream) {
     return [
       "import json", ...head,
       "    stream=True,",
       ")",
       "response.raise_for_status()",
+      ...(tools ? ["calls = {}  # tool calls arrive in pieces: join them by index"] : []),
       "for line in response.iter_lines(decode_unicode=True):",
       "    if not line.startswith(\"data: \") or line == \"data: [DONE]\":",
       "        continue",
       "    chunk = json.loads(line[len(\"data: \"):])",
       "    for choice in chunk.get(\"choices\", []):",
       "        print(choice[\"delta\"].get(\"content\") or \"\", end=\"\", flush=True)",
+      ...(tools ? [
+        "        for call in choice[\"delta\"].get(\"tool_calls\") or []:",
+        "            joined = calls.setdefault(call[\"index\"], {\"name\": \"\", \"arguments\": \"\"})",
+        "            function = call.get(\"function\") or {}",
+        "            joined[\"name\"] += function.get(\"name\") or \"\"",
+        "            joined[\"arguments\"] += function.get(\"arguments\") or \"\"",
+      ] : []),
       "print()",
+      ...(tools ? [
+        "for call in calls.values():",
+        "    print(\"tool call:\", call[\"name\"], call[\"arguments\"])",
+      ] : []),
     ].join("\n");
+  }
+  if (tools) {
+    return [...head, ")", "response.raise_for_status()",
+      "message = response.json()[\"choices\"][0][\"message\"]",
+      "for call in message.get(\"tool_calls\") or []:",
+      "    print(\"tool call:\", call[\"id\"], call[\"function\"][\"name\"], call[\"function\"][\"arguments\"])",
+      "if message[\"content\"] is not None:",
+      "    print(message[\"content\"])"].join("\n");
   }
   return [...head, ")", "response.raise_for_status()",
     "print(response.json()[\"choices\"][0][\"message\"][\"content\"])"].join("\n");
@@ -94,11 +115,33 @@ export function openaiSnippet(origin, body) {
   }
   if (Object.keys(extra).length) lines.push(`    extra_body=${pyLiteral(extra, 4)},  # mistral-serve extensions`);
   lines.push(")");
-  if (body.stream) {
+  const tools = Array.isArray(body.tools) && body.tools.length > 0;
+  if (body.stream && tools) {
+    lines.push("calls = {}  # tool calls arrive in pieces: join them by index",
+      "for chunk in stream:",
+      "    if not chunk.choices:",
+      "        continue",
+      "    delta = chunk.choices[0].delta",
+      "    print(delta.content or \"\", end=\"\", flush=True)",
+      "    for call in delta.tool_calls or []:",
+      "        joined = calls.setdefault(call.index, {\"name\": \"\", \"arguments\": \"\"})",
+      "        if call.function:",
+      "            joined[\"name\"] += call.function.name or \"\"",
+      "            joined[\"arguments\"] += call.function.arguments or \"\"",
+      "print()",
+      "for call in calls.values():",
+      "    print(\"tool call:\", call[\"name\"], call[\"arguments\"])");
+  } else if (body.stream) {
     lines.push("for chunk in stream:",
       "    if chunk.choices:",
       "        print(chunk.choices[0].delta.content or \"\", end=\"\", flush=True)",
       "print()");
+  } else if (tools) {
+    lines.push("message = completion.choices[0].message",
+      "for call in message.tool_calls or []:",
+      "    print(\"tool call:\", call.id, call.function.name, call.function.arguments)",
+      "if message.content is not None:",
+      "    print(message.content)");
   } else {
     lines.push("print(completion.choices[0].message.content)");
   }
