@@ -271,3 +271,15 @@ def test_masks_are_bit_exact(compiler):
     tok = h.tokenizer()
     assert finite and all("yes".startswith(tok.decode([t])) or "no".startswith(tok.decode([t])) for t in finite)
     assert torch.isfinite(logits[0]).all()
+
+
+@pytest.mark.parametrize("string", [{"type": "string"}, {"type": "string", "maxLength": 8},
+                                    {"type": ["string", "null"], "minLength": 1}])
+def test_json_strings_refuse_control_characters(compiler, string):
+    # JSON forbids raw U+0000-U+001F in strings; xgrammar lets them into length-bounded ones
+    # unless the grammar is corrected (engine/grammar.py, _no_control_characters).
+    schema = {"type": "object", "properties": {"a": string}, "required": ["a"]}
+    state = compiler.state(schema_spec(schema))
+    assert not state.matcher.accept_string('{"a": "x\x06')
+    state = compiler.state(schema_spec(schema))
+    assert state.matcher.accept_string('{"a": "xy"}')

@@ -137,7 +137,7 @@ class GrammarCompiler:
                 # are trained in exactly that form). Free whitespace lets a model, the random demo
                 # above all, spend its whole budget on indentation before the first key.
                 schema = JSON_OBJECT if spec.kind == "json_object" else spec.value
-                body = xgr.Grammar.from_json_schema(schema, any_whitespace=False)
+                body = _no_control_characters(xgr.Grammar.from_json_schema(schema, any_whitespace=False))
                 # One optional leading space: Mistral's tokenizer starts words (and answers) with
                 # one, and the model should be free to write " {" as it would unconstrained.
                 grammar = xgr.Grammar.concat(xgr.Grammar.from_ebnf('root ::= " "?'), body)
@@ -161,6 +161,18 @@ class GrammarCompiler:
 
     def state(self, spec: GuidedDecoding) -> GrammarState:
         return GrammarState(self, self.compile(spec), spec)
+
+
+# xgrammar 0.2.8 writes the characters of a string with minLength/maxLength as [^"\\\r\n], which
+# lets raw control characters (U+0000-U+001F) in: JSON forbids them and strict parsers (Python's
+# json, the browser's JSON.parse) refuse the answer. Its plain strings use the right class.
+_LOOSE_STRING_CHAR = '[^\\"\\\\\\r\\n]'
+_JSON_STRING_CHAR = '[^\\0-\\x1f\\"\\\\]'
+
+
+def _no_control_characters(grammar: xgr.Grammar) -> xgr.Grammar:
+    text = str(grammar)
+    return xgr.Grammar.from_ebnf(text.replace(_LOOSE_STRING_CHAR, _JSON_STRING_CHAR)) if _LOOSE_STRING_CHAR in text else grammar
 
 
 def _ebnf_literal(text: str) -> str:
