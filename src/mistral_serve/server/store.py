@@ -119,15 +119,17 @@ class Store:
         with closing(self._connect()) as db:
             return db.execute("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1").fetchone() is not None
 
-    def check_key(self, key: str) -> str | None:
-        """The name of the active key equal to `key`, compared in constant time, else None."""
+    def check_key(self, key: str | None) -> tuple[bool, str | None]:
+        """(whether any key is active, the name of the active key equal to `key` or None), from
+        one read. Compared in constant time: no early exit, so the time does not tell which key
+        matched."""
         with closing(self._connect()) as db:
             rows = db.execute("SELECT name, salt, hash FROM api_keys WHERE revoked IS NULL").fetchall()
         found = None
-        for name, salt, digest in rows:  # no early exit: time does not depend on which key matches
-            if hmac.compare_digest(_digest(salt, key), digest):
+        for name, salt, digest in rows:
+            if key is not None and hmac.compare_digest(_digest(salt, key), digest):
                 found = name
-        return found
+        return bool(rows), found
 
     # ---- generations --------------------------------------------------------------------------
     def record(self, g: Generation) -> None:
