@@ -139,10 +139,20 @@ class Store:
                         g.completion_tokens, g.cached_tokens, g.ttft, g.duration, g.finish_reason, g.status,
                         g.request_json, g.completion_text))
 
-    def generations(self, limit: int = 50, before: float | None = None) -> list[Generation]:
+    def generations(self, limit: int = 50, before: float | None = None,
+                    after_id: str | None = None) -> list[Generation]:
+        """Newest first (ties in time by id), created before `before`, and listed after the record
+        `after_id` (a page cursor: records of the same second are neither lost nor repeated).
+        Raises KeyError for an unknown `after_id`."""
+        query, args = "SELECT * FROM generations WHERE created < ?", [before if before is not None else float("inf")]
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT * FROM generations WHERE created < ? ORDER BY created DESC LIMIT ?",
-                              (before if before is not None else float("inf"), limit)).fetchall()
+            if after_id is not None:
+                cursor = db.execute("SELECT created, id FROM generations WHERE id = ?", (after_id,)).fetchone()
+                if cursor is None:
+                    raise KeyError(after_id)
+                query += " AND (created, id) < (?, ?)"
+                args += cursor
+            rows = db.execute(query + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit)).fetchall()
         return [Generation(*row) for row in rows]
 
     def generation(self, generation_id: str) -> Generation | None:
