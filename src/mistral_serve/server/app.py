@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from .errors import (APIError, api_error_handler, http_error_handler, unexpected_error_handler,
                      validation_error_handler)
-from .middleware import BodyLimit, RequestMetrics
+from .middleware import BodyLimit, BodyTimeout, RequestMetrics
 from .routes import chat, generations, models, system
 from .routes import workbench
 from .state import Serving
@@ -39,4 +39,5 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
         app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=serving.metrics)
     app.add_middleware(BodyLimit, limit=serving.config.max_body_bytes)
+    app.add_middleware(BodyTimeout, seconds=serving.config.body_timeout)
     return app

@@ -1,6 +1,10 @@
-"""ASGI middleware: body size limit and request metrics (pure ASGI, safe for streaming)."""
+"""ASGI middleware: body size limit, body time limit and request metrics (pure ASGI, safe for
+streaming)."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +41,40 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class BodyTimeout:
+    """Answer 408 (and close the connection) when a request body takes more than `seconds` to
+    arrive in full, counted from the first read: a client trickling its body byte by byte holds a
+    connection, never the server (each request waits on its own task)."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        deadline: float | None = None
+        body_done = False
+
+        async def timed_receive() -> Message:
+            # Only the body is timed: once it is in, receive() waits for the client to leave
+            # (streaming responses listen for that), which may rightly take as long as it takes.
+            nonlocal deadline, body_done
+            if body_done:
+                return await receive()
+            if deadline is None:
+                deadline = time.monotonic() + self.seconds
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.seconds:g} seconds",
+                                    headers={"Connection": "close"}) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)
 
 
 class RequestMetrics:

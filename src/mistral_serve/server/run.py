@@ -61,7 +61,7 @@ class _Server(uvicorn.Server):
 def server_config(ns: argparse.Namespace, model: ModelConfig) -> ServerConfig:
     return ServerConfig(host=ns.host, port=ns.port, api_key=ns.api_key or None, data_dir=model.data_dir,
                         max_queue=ns.max_queue, allow_unauthenticated=ns.allow_unauthenticated,
-                        log_content=ns.log_content, max_body_bytes=ns.max_body_bytes,
+                        log_content=ns.log_content, max_body_bytes=ns.max_body_bytes, body_timeout=ns.body_timeout,
                         default_max_tokens=ns.default_max_tokens, shutdown_timeout=ns.shutdown_timeout)
 
 
