@@ -1,5 +1,5 @@
-"""ASGI middleware: body size limit, body time limit and request metrics (pure ASGI, safe for
-streaming)."""
+"""ASGI middleware: body size and time limits, refusal of text that is not Unicode, and request
+metrics (pure ASGI, safe for streaming)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import asyncio
 import time
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import APIError, error_response
+from .errors import APIError, error_response, http_error_handler
 from .metrics import Metrics
+from .surrogates import lone_surrogate
 
 
 class BodyLimit:
@@ -75,6 +77,46 @@ class BodyTimeout:
             return message
 
         await self.app(scope, timed_receive, send)
+
+
+class RefuseLoneSurrogates:
+    """Answer 400 to a body holding a \\u escape of an unpaired UTF-16 surrogate (see surrogates.py):
+    parsed, it would be a str that no UTF-8 encoder accepts. The body is read here in full (within
+    the size and time limits of the middleware around this one) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        chunks = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client left before its body was in: nobody to answer
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except HTTPException as exc:  # over the size or time limit: answered as the routes would
+            return await (await http_error_handler(Request(scope), exc))(scope, receive, send)
+        body = b"".join(chunks)
+        at = lone_surrogate(body)
+        if at is not None:
+            error = APIError(400, f"the request body holds an unpaired UTF-16 surrogate escape at byte {at} "
+                                  f"({body[at:at + 6].decode('ascii')}): that is not Unicode text", code="invalid_json")
+            return await error_response(error, scope["path"])(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 class RequestMetrics:
