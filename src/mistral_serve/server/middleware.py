@@ -129,7 +129,7 @@ class RequestMetrics:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        status = 500
+        status: int | None = None
 
         async def tracking_send(message: Message) -> None:
             nonlocal status
@@ -139,6 +139,11 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, tracking_send)
+            if status is None:
+                status = 499  # no answer and no error: the client left before one was due
+        except BaseException:
+            status = status or 500
+            raise
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
