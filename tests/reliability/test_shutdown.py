@@ -119,9 +119,9 @@ def test_sigkill_mid_write_loses_no_committed_usage_record(tmp_path_factory, dem
         totals.append((len(answered), sum(i in rows for i in answered), check))
     restart = restart_and_serve(data)
     lost = [i for i in answered if i not in store_rows(data)[1]]
-    report("shutdown", f"SIGKILL under 16 concurrent clients, {KILLS} time(s): "
-                       + "; ".join(f"{n} answered, {kept} of them in the store, integrity '{check}'"
-                                   for n, kept, check in totals)
+    report("shutdown", f"SIGKILL under 16 concurrent clients, {KILLS} time(s) on one store: "
+                       + "; ".join(f"after kill {k}, {kept} of the {n} answered requests in the store, "
+                                   f"integrity '{check}'" for k, (n, kept, check) in enumerate(totals, 1))
                        + f"; restart served {restart:.1f} s after starting")
     assert not lost, lost[:10]
     assert all(check == "ok" for _, _, check in totals)
