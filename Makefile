@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: serve chat test bench lint install dev clean
+.PHONY: serve chat test soak bench lint install dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ $(CHROMIUM):
 
 test: dev $(CHROMIUM)
 	$(PY) -m pytest -q tests
+
+# The reliability suite at full size (make test runs it reduced); prints the README's figures.
+soak: dev
+	RELIABILITY_FULL=1 $(PY) -m pytest -q tests/reliability
 
 # Pyflakes-level checks: unused imports and variables, undefined names, syntax errors.
 lint: dev

@@ -63,6 +63,14 @@ class ServerProcess:
         self._log.close()
         return self.proc.returncode
 
+    def resources(self) -> dict[str, int]:
+        """The server process's resident memory (bytes), open file descriptors and threads (Linux /proc)."""
+        proc = Path(f"/proc/{self.proc.pid}")
+        rss_kb = next(line.split()[1] for line in (proc / "status").read_text().splitlines()
+                      if line.startswith("VmRSS:"))
+        return {"rss": int(rss_kb) * 1024, "fds": len(os.listdir(proc / "fd")),
+                "threads": len(os.listdir(proc / "task"))}
+
     def metric(self, name: str) -> float:
         """The value of an unlabelled metric from /metrics."""
         text = httpx.get(self.url + "/metrics", timeout=10).text

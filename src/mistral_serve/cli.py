@@ -48,6 +48,8 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-content", action="store_true",
                    help="store message content in the generation log (off: only counts and timings)")
     p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body (default 4 MiB)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a request body may take to arrive in full before 408 (default 30)")
     p.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="seconds running requests get to finish after SIGTERM (default 30)")
 

@@ -95,6 +95,7 @@ class ServerConfig:
     allow_unauthenticated: bool = False  # listen on a non-loopback address without any key
     log_content: bool = False  # store message content in the generation log
     max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout: float = 30.0  # seconds a request body may take to arrive in full (then 408)
     # Cap on generated tokens when a request sets none (None: up to the end of the context).
     default_max_tokens: int | None = None
     shutdown_timeout: float = 30.0  # seconds running requests get to finish on SIGTERM
@@ -104,6 +105,8 @@ class ServerConfig:
             raise ValueError(f"port must be 1-65535, got {self.port}")
         if self.max_queue < 0:
             raise ValueError("max_queue must be >= 0")
+        if self.body_timeout <= 0:
+            raise ValueError("body_timeout must be positive")
         if self.default_max_tokens is not None and self.default_max_tokens < 1:
             raise ValueError("default_max_tokens must be positive")
 

@@ -17,7 +17,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -253,8 +252,7 @@ def test_generations_list_and_get_without_content(keyed_server):
                     "messages": [{"role": "user", "content": f"{marker} number {max_tokens}"}]}
             r = c.post("/api/ai/chat/completions", json=body)
             assert r.status_code == 200, r.text
-            sent.append(r.json())
-            time.sleep(1.05)  # distinct `created` seconds, so newest-first is unambiguous
+            sent.append(r.json())  # the log keeps microseconds: newest-first is unambiguous
         listing = c.get("/api/ai/generations", params={"limit": 1000})
         assert listing.status_code == 200
         data = listing.json()["data"]
@@ -285,6 +283,34 @@ def test_generations_list_and_get_without_content(keyed_server):
         assert marker not in text, "message content is stored without --log-content"
         for key in keys.values():
             assert key not in text
+
+
+def test_generation_pages_lose_and_repeat_no_record_of_the_same_second(keyed_server):
+    """Paging with the `after` cursor walks the whole log, even through records written in the
+    same instant (which a time-based `before` would cut in two)."""
+    from mistral_serve.server.store import Generation, Store
+
+    server, keys = keyed_server
+    store = Store(server.data_dir / "mistral-serve.db")
+    tie = 1_000_000_000.0  # far in the past: these are the oldest records of the log
+    for i in range(7):
+        store.record(Generation(id=f"tie{i:02d}", created=tie, model=MODEL, endpoint="/v1/completions",
+                                key_name=None, user=None, prompt_tokens=1, completion_tokens=1, cached_tokens=0,
+                                ttft=None, duration=0.0, finish_reason="length", status=200))
+    with httpx.Client(base_url=server.url, timeout=60, headers=auth(keys["alice"])) as c:
+        everything = [g["id"] for g in c.get("/api/ai/generations", params={"limit": 1000}).json()["data"]]
+        paged, after = [], None
+        while True:
+            page = c.get("/api/ai/generations", params={"limit": 3, **({"after": after} if after else {})}).json()
+            paged += [g["id"] for g in page["data"]]
+            assert page["last_id"] == (page["data"][-1]["id"] if page["data"] else None)
+            if not page["has_more"]:
+                break
+            after = page["last_id"]
+        assert paged == everything and len(set(paged)) == len(paged)
+        assert paged[-7:] == [f"tie{i:02d}" for i in reversed(range(7))]
+        bad = c.get("/api/ai/generations", params={"after": "no-such-id"})
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_params"
 
 
 def test_api_keys_never_reach_the_server_log(keyed_server):

@@ -5,68 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from live import RUNNING, USED, Streams, chat, metrics, read_sse, wait_until
 from server_process import ServerProcess, fresh_data_dir
 
-MODEL = "open-mistral-7b"
 # One torch thread per server: on a small machine shared with other servers, spinning OpenMP
 # threads can slow each engine step a hundredfold.
 ENV = {"OMP_NUM_THREADS": "1"}
-RUNNING = "mistral_serve_running_requests"
-USED = "mistral_serve_kv_cache_blocks_used"
-
-
-def chat(content: str, **extra) -> dict:
-    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
-
-
-def metrics(url: str) -> dict[str, float]:
-    """The unlabelled samples of /metrics."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> float | None:
-    """Seconds until predicate() held, or None if it did not within timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(interval)
-    return None
 
 
 def generation(url: str, gid: str) -> dict:
     r = httpx.get(f"{url}/api/ai/generations/{gid}", timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def read_sse(lines) -> dict:
-    """Consume an SSE stream: the JSON events, whether it ended with [DONE], the finish reasons."""
-    events, done, after_done = [], False, []
-    for line in lines:
-        if not line.startswith("data: "):
-            continue
-        if done:
-            after_done.append(line)
-        payload = line[6:]
-        if payload == "[DONE]":
-            done = True
-        else:
-            events.append(json.loads(payload))
-    finishes = [c["finish_reason"] for e in events for c in e.get("choices", []) if c.get("finish_reason")]
-    errors = [e["error"] for e in events if "error" in e]
-    text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
-    return {"events": events, "done": done, "after_done": after_done, "finishes": finishes, "errors": errors,
-            "text": text}
 
 
 @pytest.fixture(scope="module")
@@ -222,38 +178,6 @@ def test_full_queue_refuses_streams_with_429_before_streaming(small):
 
 
 # ---- SIGTERM --------------------------------------------------------------------------------------
-class Streams:
-    """n streaming chat requests on threads, each recording its SSE outcome or the exception that
-    broke it off."""
-
-    def __init__(self, url: str, n: int, max_tokens: int) -> None:
-        self.results: list[dict | BaseException | None] = [None] * n
-        self.started = [threading.Event() for _ in range(n)]
-        self.threads = [threading.Thread(target=self._run, args=(url, i, max_tokens), daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, url: str, i: int, max_tokens: int) -> None:
-        body = chat(f"long stream {i}", max_tokens=max_tokens, ignore_eos=True, stream=True)
-        lines = []
-        try:
-            with httpx.Client(timeout=60) as c, c.stream("POST", url + "/v1/chat/completions", json=body) as s:
-                for line in s.iter_lines():
-                    lines.append(line)
-                    if line.startswith("data: {"):
-                        self.started[i].set()
-            self.results[i] = read_sse(lines)
-        except BaseException as err:  # noqa: BLE001 - recorded and asserted on by the test
-            self.results[i] = err
-        finally:
-            self.started[i].set()
-
-    def join(self, timeout: float) -> None:
-        for t in self.threads:
-            t.join(timeout)
-
-
 def sigterm_and_watch(server: ServerProcess, limit: float) -> tuple[float, list]:
     """Send SIGTERM; poll /health until the process exits. Returns (seconds to exit, health answers)."""
     health = []

@@ -107,7 +107,7 @@ def test_released_hashed_blocks_stay_reusable_until_evicted():
     bm.free(again)
 
 
-def test_eviction_takes_never_used_blocks_first_then_least_recently_used():
+def test_eviction_takes_unhashed_blocks_first_then_least_recently_used():
     bm = BlockManager(6, 2)
     a = [10, 11, 12, 13, 14]  # 2 full blocks + 1 partial
     b = [20, 21, 22, 23, 24]
@@ -131,6 +131,27 @@ def test_eviction_takes_never_used_blocks_first_then_least_recently_used():
     assert w == [table_b[1]]
 
 
+def test_resident_memory_follows_the_peak_load_not_the_number_of_requests():
+    """The storage is lazily allocated: a block once used stays resident. A long run of requests
+    must reuse those blocks (freed ones, then idle cached ones once the cache is as large as the
+    peak use) rather than creep through the whole pool, while a hot prefix still hits."""
+    bm = BlockManager(256, 2)
+    shared = [1, 2, 3, 4]  # two full blocks every request starts with
+    touched = set()
+    for i in range(100):
+        table, cached, _ = filled(bm, shared + [100 + i, 200 + i, 300 + i])  # 4 blocks
+        assert cached == (0 if i == 0 else 4)
+        touched.update(table)
+        bm.free(table)
+    assert bm.peak_used == 4
+    assert len(touched) <= 2 * bm.peak_used, sorted(touched)
+    assert bm.num_free == 256
+    # More blocks in use at once than ever before: new memory is taken, the cache is kept.
+    held = [bm.allocate([i, i, i], 3)[0] for i in range(10)]
+    assert len({b for t in held for b in t}) == 20
+    assert bm.cached_prefix(shared + [0]) != []
+
+
 def test_reuse_makes_a_block_most_recently_used():
     bm = BlockManager(4, 2)
     a, b = [10, 11, 12], [20, 21, 22]
@@ -141,8 +162,8 @@ def test_reuse_makes_a_block_most_recently_used():
     again, cached = bm.allocate(a, 1)  # a's block used again, then released: now the newest
     assert cached == 2 and again[0] == table_a[0] and len(again) == 2
     bm.free(again)
-    bm.allocate([1, 2, 3, 4], 4)  # the two never-used blocks
-    (victim,), _ = bm.allocate([5], 1)
+    assert bm.allocate([1], 1)[0] == [again[1]]  # a freed unhashed block comes first
+    (victim,), _ = bm.allocate([5], 1)  # then the least recently used cached one
     assert victim == table_b[0]
     assert bm.cached_prefix(a) == table_a and bm.cached_prefix(b) == []
 

@@ -8,8 +8,16 @@ hence equal keys/values. Worked example, block_size 4, prompt [a b c d e f g h i
   block 0 = hash(None, [a b c d]), block 1 = hash(h0, [e f g h]), [i] is partial (no hash).
 A later request starting [a b c d e f g h x ...] reuses blocks 0 and 1 (8 tokens not recomputed).
 
-Blocks whose reference count falls to zero keep their hash and stay reusable; they are evicted
-least-recently-used only when a new block is needed and no never-used block is left.
+Blocks whose reference count falls to zero keep their hash and stay reusable until evicted,
+least-recently-used first. The storage is allocated lazily (torch.empty): a block first written is
+memory the process keeps resident for good. So that a long run does not creep up to the whole KV
+budget as it fills the prefix cache, a new block comes, in this order, from:
+  1. the blocks freed without a hash (last freed first): resident, holding nothing;
+  2. the idle cached blocks (LRU first), once they are as many as the most blocks ever in use at
+     once: the cache may hold as much as the busiest moment needed, and no more;
+  3. the never-used blocks;
+  4. the idle cached blocks, whatever their number.
+Resident memory then follows the peak load (at most about twice its blocks), not the run's length.
 """
 
 from __future__ import annotations
@@ -39,7 +47,10 @@ class BlockManager:
         self.block_size = block_size
         self.prefix_caching = enable_prefix_caching
         self.ref_counts = [0] * num_blocks
-        self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # never used or unhashed
+        # Unhashed idle blocks: a stack whose bottom `_untouched` entries were never used.
+        self._free: list[int] = list(range(num_blocks - 1, -1, -1))
+        self._untouched = num_blocks
+        self.peak_used = 0  # the most blocks ever in use at once
         self._hash_of: dict[int, bytes] = {}
         self._by_hash: dict[bytes, int] = {}
         self._evictable: OrderedDict[int, None] = OrderedDict()  # ref 0, hashed; LRU first
@@ -49,7 +60,7 @@ class BlockManager:
     # ---- capacity ---------------------------------------------------------------------
     @property
     def num_free(self) -> int:
-        """Blocks a new allocation can take now (never-used ones plus evictable cached ones)."""
+        """Blocks a new allocation can take now (unhashed idle ones plus evictable cached ones)."""
         return len(self._free) + len(self._evictable)
 
     @property
@@ -61,21 +72,29 @@ class BlockManager:
 
     # ---- allocation ---------------------------------------------------------------------
     def _take(self) -> int:
-        if self._free:
+        if len(self._free) > self._untouched:  # freed, unhashed: memory already resident
             block = self._free.pop()
-        elif self._evictable:
-            block, _ = self._evictable.popitem(last=False)
+        elif self._evictable and (len(self._evictable) >= self.peak_used or not self._free):
+            block, _ = self._evictable.popitem(last=False)  # the least recently used cached block
             del self._by_hash[self._hash_of.pop(block)]
+        elif self._free:  # new memory
+            block = self._free.pop()
+            self._untouched -= 1
         else:
             raise NoFreeBlocks
         self.ref_counts[block] = 1
+        self._note_use()
         return block
 
     def _share(self, block: int) -> int:
         if self.ref_counts[block] == 0:
             del self._evictable[block]
+            self._note_use()
         self.ref_counts[block] += 1
         return block
+
+    def _note_use(self) -> None:
+        self.peak_used = max(self.peak_used, self.num_used)
 
     def prefix_hashes(self, tokens: Sequence[int]) -> list[bytes]:
         """Chained hashes of every full block of `tokens`."""

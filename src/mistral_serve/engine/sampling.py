@@ -46,6 +46,7 @@ def apply_penalties(x: Tensor, row: SampleRow) -> Tensor:
         if seen.numel():
             vals = x[seen]
             x[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+            x.clamp_(max=torch.finfo(x.dtype).max)  # a tiny penalty overflows: +inf would make NaN later
     if (p.frequency_penalty or p.presence_penalty) and row.output_ids:
         out = torch.tensor(row.output_ids, dtype=torch.long, device=x.device)
         counts = torch.bincount(out, minlength=x.shape[0]).to(x.dtype)
@@ -61,7 +62,9 @@ def apply_penalties(x: Tensor, row: SampleRow) -> Tensor:
 
 def filter_logits(x: Tensor, p: SamplingParams) -> Tensor:
     """Temperature-scaled x (V,) with everything outside top_k / min_p / top_p set to -inf."""
-    x = x / p.temperature
+    # A temperature too small for the dtype would be 0 (and 0/0 NaN): the smallest normal one
+    # keeps the same meaning, all the weight on the largest logits.
+    x = x / max(p.temperature, torch.finfo(x.dtype).tiny)
     if p.top_k > 0 and p.top_k < x.shape[0]:
         kth = torch.topk(x, p.top_k).values[-1]
         x = x.masked_fill(x < kth, float("-inf"))
@@ -88,7 +91,9 @@ def sample_row(logits: Tensor, row: SampleRow, raw: Tensor | None = None) -> Sam
     if p.greedy:
         token = int(x.argmax())
     else:
-        probs = torch.softmax(filter_logits(x, p), dim=-1)
+        # Shifted so that the largest logit is 0: a tiny temperature then sends the others to
+        # -inf rather than the largest to +inf (whose softmax is NaN). The softmax is the same.
+        probs = torch.softmax(filter_logits(x - x.max(), p), dim=-1)
         token = int(torch.multinomial(probs, 1, generator=row.generator))
     if not p.logprobs and not p.top_logprobs:
         return Sampled(token)

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from .errors import (APIError, api_error_handler, http_error_handler, unexpected_error_handler,
                      validation_error_handler)
-from .middleware import BodyLimit, RequestMetrics
+from .middleware import BodyLimit, BodyTimeout, RefuseLoneSurrogates, RequestMetrics
 from .routes import chat, generations, models, system
 from .routes import workbench
 from .state import Serving
@@ -37,6 +37,9 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error_handler)
     for router in (chat.router, models.router, generations.router, system.router, workbench.router):
         app.include_router(router)
+    # Outermost last: the time and size limits apply while RefuseLoneSurrogates reads the body.
+    app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(RequestMetrics, metrics=serving.metrics)
     app.add_middleware(BodyLimit, limit=serving.config.max_body_bytes)
+    app.add_middleware(BodyTimeout, seconds=serving.config.body_timeout)
     return app

@@ -18,8 +18,14 @@ from .protocol import ChatCompletionRequest
 from .state import Serving
 from .tools import ChoiceOutput, ToolPlan, map_call_ids, plan_tools
 
+# Line breaks to many clients (str.splitlines, httpx's iter_lines) though not to SSE: escaped, so
+# that no client sees an event cut in two. JSON strings may spell any character as \uXXXX.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def sse(payload: dict | str) -> str:
-    return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False).translate(_LINE_BREAKS)
+    return f"data: {text}\n\n"
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:

@@ -19,6 +19,7 @@ _TYPES = {
     401: ("invalid_request_error", "unauthenticated"),
     404: ("invalid_request_error", "resource_not_found"),
     405: ("invalid_request_error", "invalid_params"),
+    408: ("invalid_request_error", "invalid_params"),
     413: ("invalid_request_error", "invalid_params"),
     422: ("invalid_request_error", "invalid_params"),
     429: ("rate_limit_error", "unknown_error"),
@@ -121,6 +122,8 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 413:
         err = APIError(413, str(exc.detail), code="request_too_large")
+    elif exc.status_code == 408:
+        err = APIError(408, str(exc.detail), code="request_timeout", headers=exc.headers)
     elif exc.status_code == 404:
         err = APIError(404, f"Not found: {request.url.path}", code="not_found")
     elif exc.status_code == 405:

@@ -47,7 +47,7 @@ class Run:
     request_json: str | None = None
     prompt_param: str = "prompt"  # what the request calls its prompt, for error messages
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created: int = field(default_factory=lambda: int(time.time()))
+    created_at: float = field(default_factory=time.time)
     completion_tokens: int = 0
     cached_tokens: int = 0
     ttft: float | None = None
@@ -57,6 +57,11 @@ class Run:
     _started: float = field(default_factory=time.monotonic)
     _last_token: float | None = None
     _admitted: bool = False
+
+    @property
+    def created(self) -> int:
+        """The responses' `created` (whole seconds); the log keeps `created_at`, to the microsecond."""
+        return int(self.created_at)
 
     def admit(self) -> None:
         """Validate against the engine and take a queue slot, before any response byte is sent
@@ -127,7 +132,7 @@ class Run:
         completion = json.dumps(["".join(self.texts[i]) for i in sorted(self.texts)]) \
             if self.serving.config.log_content else None
         record = Generation(
-            id=self.id, created=self.created, model=self.model, endpoint=self.endpoint, key_name=self.key_name,
+            id=self.id, created=self.created_at, model=self.model, endpoint=self.endpoint, key_name=self.key_name,
             user=self.user, prompt_tokens=len(self.prompt_ids), completion_tokens=self.completion_tokens,
             cached_tokens=self.cached_tokens, ttft=self.ttft, duration=duration,
             finish_reason=",".join(reasons) or None, status=self.status,

@@ -26,6 +26,9 @@ class Metrics:
                                   buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("mistral_serve_queue_depth", "Requests waiting for admission", registry=r)
         self.running = Gauge("mistral_serve_running_requests", "Requests being generated", registry=r)
+        self.in_flight = Gauge("mistral_serve_requests_in_flight",
+                               "Generation requests admitted and not yet finished (what --max-queue limits)",
+                               registry=r)
         self.kv_blocks_used = Gauge("mistral_serve_kv_cache_blocks_used", "KV cache blocks in use", registry=r)
         self.kv_blocks_total = Gauge("mistral_serve_kv_cache_blocks_total", "KV cache blocks in all", registry=r)
         self.kv_usage = Gauge("mistral_serve_kv_cache_usage_ratio", "Fraction of KV cache blocks in use", registry=r)

@@ -20,12 +20,17 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+# After --shutdown-timeout, running generations are ended; their streams then have this long to
+# deliver what they still hold, the error event and [DONE] (to a busy client, this takes time)
+# before uvicorn cancels what is left and the process exits.
+FLUSH_SECONDS = 3.0
+
 
 class _Server(uvicorn.Server):
     """uvicorn's server, with three changes for a clean SIGTERM:
     - the app learns at once that it is draining (/health 503, new generations refused);
-    - a second before the graceful-shutdown timeout, running generations are ended by the
-      engine, so their streams close with an error event and [DONE] rather than being cut;
+    - after --shutdown-timeout, running generations are ended by the engine, so their streams
+      close with an error event and [DONE] rather than being cut;
     - after a graceful shutdown the process exits with status 0 instead of re-raising the
       signal (uvicorn's default makes it die by SIGTERM)."""
 
@@ -50,8 +55,8 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     async def shutdown(self, sockets=None) -> None:
-        grace = self.config.timeout_graceful_shutdown or 0.0
-        timer = asyncio.get_running_loop().call_later(max(0.0, grace - 1.0), self.serving.stop_generating)
+        timer = asyncio.get_running_loop().call_later(self.serving.config.shutdown_timeout,
+                                                      self.serving.stop_generating)
         try:
             await super().shutdown(sockets)
         finally:
@@ -61,7 +66,7 @@ class _Server(uvicorn.Server):
 def server_config(ns: argparse.Namespace, model: ModelConfig) -> ServerConfig:
     return ServerConfig(host=ns.host, port=ns.port, api_key=ns.api_key or None, data_dir=model.data_dir,
                         max_queue=ns.max_queue, allow_unauthenticated=ns.allow_unauthenticated,
-                        log_content=ns.log_content, max_body_bytes=ns.max_body_bytes,
+                        log_content=ns.log_content, max_body_bytes=ns.max_body_bytes, body_timeout=ns.body_timeout,
                         default_max_tokens=ns.default_max_tokens, shutdown_timeout=ns.shutdown_timeout)
 
 
@@ -79,7 +84,7 @@ def serve(ns: argparse.Namespace, model: ModelConfig, store: Store) -> int:
     serving = Serving(config, model, engine_config(ns), store)
     app = create_app(serving)
     uv = uvicorn.Config(app, host=config.host, port=config.port, log_level="info" if ns.verbose else "warning",
-                        timeout_graceful_shutdown=config.shutdown_timeout, timeout_keep_alive=5)
+                        timeout_graceful_shutdown=config.shutdown_timeout + FLUSH_SECONDS, timeout_keep_alive=5)
     server = _Server(uv, serving)
 
     def stop_on_failure() -> None:

@@ -33,6 +33,9 @@ class Serving:
     started: int = 0  # unix time the app was created: the models' "created"
     on_load_done: Callable[[], None] | None = None  # called on the loading thread, success or not
 
+    def __post_init__(self) -> None:
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
+
     # ---- life cycle ----------------------------------------------------------------------------
     def load(self) -> None:
         """Load the model and start the engine (blocking; run on a thread at start-up)."""

@@ -119,15 +119,17 @@ class Store:
         with closing(self._connect()) as db:
             return db.execute("SELECT 1 FROM api_keys WHERE revoked IS NULL LIMIT 1").fetchone() is not None
 
-    def check_key(self, key: str) -> str | None:
-        """The name of the active key equal to `key`, compared in constant time, else None."""
+    def check_key(self, key: str | None) -> tuple[bool, str | None]:
+        """(whether any key is active, the name of the active key equal to `key` or None), from
+        one read. Compared in constant time: no early exit, so the time does not tell which key
+        matched."""
         with closing(self._connect()) as db:
             rows = db.execute("SELECT name, salt, hash FROM api_keys WHERE revoked IS NULL").fetchall()
         found = None
-        for name, salt, digest in rows:  # no early exit: time does not depend on which key matches
-            if hmac.compare_digest(_digest(salt, key), digest):
+        for name, salt, digest in rows:
+            if key is not None and hmac.compare_digest(_digest(salt, key), digest):
                 found = name
-        return found
+        return bool(rows), found
 
     # ---- generations --------------------------------------------------------------------------
     def record(self, g: Generation) -> None:
@@ -137,10 +139,20 @@ class Store:
                         g.completion_tokens, g.cached_tokens, g.ttft, g.duration, g.finish_reason, g.status,
                         g.request_json, g.completion_text))
 
-    def generations(self, limit: int = 50, before: float | None = None) -> list[Generation]:
+    def generations(self, limit: int = 50, before: float | None = None,
+                    after_id: str | None = None) -> list[Generation]:
+        """Newest first (ties in time by id), created before `before`, and listed after the record
+        `after_id` (a page cursor: records of the same second are neither lost nor repeated).
+        Raises KeyError for an unknown `after_id`."""
+        query, args = "SELECT * FROM generations WHERE created < ?", [before if before is not None else float("inf")]
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT * FROM generations WHERE created < ? ORDER BY created DESC LIMIT ?",
-                              (before if before is not None else float("inf"), limit)).fetchall()
+            if after_id is not None:
+                cursor = db.execute("SELECT created, id FROM generations WHERE id = ?", (after_id,)).fetchone()
+                if cursor is None:
+                    raise KeyError(after_id)
+                query += " AND (created, id) < (?, ?)"
+                args += cursor
+            rows = db.execute(query + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit)).fetchall()
         return [Generation(*row) for row in rows]
 
     def generation(self, generation_id: str) -> Generation | None:

@@ -30,9 +30,16 @@ def _public(g: Generation) -> dict:
 
 @router.get("/api/ai/generations", summary="The log of past generation requests, newest first")
 async def list_generations(request: Request, limit: int = Query(50, ge=1, le=1000),
-                           before: float | None = Query(None, description="only records created before this time")) -> dict:
-    rows = await asyncio.to_thread(serving(request).store.generations, limit, before)
-    return {"object": "list", "data": [_public(g) for g in rows]}
+                           before: float | None = Query(None, description="only records created before this time"),
+                           after: str | None = Query(None, description="a generation id: the page after it "
+                                                     "(pass the previous page's last_id)")) -> dict:
+    try:  # one row more than asked tells whether another page follows
+        rows = await asyncio.to_thread(serving(request).store.generations, limit + 1, before, after)
+    except KeyError:
+        raise APIError(400, f"unknown generation id in after: {after}", code="invalid_cursor") from None
+    data = [_public(g) for g in rows[:limit]]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": len(rows) > limit}
 
 
 @router.get("/api/ai/generations/{generation_id}", summary="One past generation request")
