@@ -157,3 +157,32 @@ def test_a_duplicate_request_id_is_refused_without_hurting_the_first(aeng):
     tokens = asyncio.run(main())
     assert tokens == reference(p, 40)
     assert idle(aeng)
+
+
+def test_one_failing_request_does_not_fail_the_batch(aeng):
+    # A request whose own step work fails (here its detokenizer) ends with that error alone; the
+    # request decoding beside it finishes with the tokens it would have had alone.
+    eng = aeng.engine
+    real_add = eng.add_request
+
+    def add_request(prompt_ids, params, request_id=None):
+        rid = real_add(prompt_ids, params, request_id)
+        if params.seed == 666:
+            for seq in eng.requests[rid].seqs + eng.requests[rid].held:
+                def broken(token):
+                    raise RuntimeError("detokenizer exploded")
+                seq.detok.add = broken
+        return rid
+
+    eng.add_request = add_request
+    good, bad = prompt(20, 1), prompt(20, 2)
+
+    async def main():
+        return await asyncio.gather(collect(aeng, good, greedy(12)),
+                                    collect(aeng, bad, SamplingParams(temperature=0, max_tokens=12, seed=666)),
+                                    return_exceptions=True)
+
+    ok, failed = asyncio.run(main())
+    assert isinstance(failed, RuntimeError) and "exploded" in str(failed)
+    assert ok[0] == reference(good, 12) and ok[1][-1] == "length"
+    assert idle(aeng)

@@ -101,7 +101,7 @@ class AsyncEngine:
                 self._fail_all(err)
                 continue
             for out in outputs:
-                self._deliver(out.request_id, out)
+                self._deliver(out.request_id, out if out.error is None else out.error)
         self._fail_all(EngineDeadError("the engine was shut down"), waiting_too=True)
 
     def _drain_inbox(self) -> None:

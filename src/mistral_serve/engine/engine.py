@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,8 @@ from .sequence import Sequence, TokenLogprob
 from .stop import StopBuffer
 
 DEFAULT_CPU_KV_BYTES = 4 * 1024**3
+
+log = logging.getLogger(__name__)
 
 
 class ContextLengthError(ParamError):
@@ -48,6 +51,9 @@ class RequestOutput:
     prompt_tokens: int
     cached_tokens: int
     finished: bool
+    # Set when this request alone failed in the step (sampling or decoding its tokens); it is
+    # aborted, and the others in the batch go on.
+    error: Exception | None = None
 
 
 @dataclass(slots=True)
@@ -188,10 +194,40 @@ class LLMEngine:
             logits = self._apply_masks(logits.clone(), seqs, masks)
         rows = [SampleRow(s.params, s.prompt_ids, s.output_ids, s.generator, self.tokenizer.eos_id) for s in seqs]
         touched: dict[str, list[Sequence]] = {}
-        for seq, result in zip(seqs, sample(logits, rows, raw)):
-            self._append(seq, result)
+        failed: dict[str, Exception] = {}
+        for seq, result in zip(seqs, self._sample(logits, rows, raw)):
+            if seq.request_id in failed:
+                continue
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                self._append(seq, result)
+            except Exception as err:
+                log.exception("request %s failed in this step; the rest of the batch goes on", seq.request_id)
+                failed[seq.request_id] = err
+                continue
             touched.setdefault(seq.request_id, []).append(seq)
-        return [self._report(rid, changed) for rid, changed in touched.items()]
+        outputs = [self._report(rid, changed) for rid, changed in touched.items() if rid not in failed]
+        for rid, err in failed.items():
+            req = self.requests.get(rid)
+            self.abort(rid)
+            outputs.append(RequestOutput(rid, [], len(req.prompt_ids) if req else 0, 0, True, error=err))
+        return outputs
+
+    @staticmethod
+    def _sample(logits, rows: list[SampleRow], raw) -> list[Sampled | Exception]:
+        """All rows at once; if that fails, row by row, so that one request's bad row (its
+        exception in its place) does not fail the others."""
+        try:
+            return sample(logits, rows, raw)
+        except Exception:
+            results: list[Sampled | Exception] = []
+            for i, row in enumerate(rows):
+                try:
+                    results.append(sample(logits[i:i + 1], [row], raw[i:i + 1])[0])
+                except Exception as err:
+                    results.append(err)
+            return results
 
     def _start_masks(self, seqs: list[Sequence]) -> Future | None:
         if not any(s.grammar is not None for s in seqs):
