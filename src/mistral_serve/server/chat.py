@@ -135,7 +135,9 @@ class ChatService:
         return run, plan
 
     async def respond(self, body: ChatCompletionRequest, request: Request, key_name: str | None):
-        run, plan = self.prepare(body, request.url.path, key_name)
+        # Off the event loop: the chat template over a long conversation takes a while, and the
+        # loop serves every other client meanwhile.
+        run, plan = await asyncio.to_thread(self.prepare, body, request.url.path, key_name)
         await compile_grammar(self.serving, run.params)
         admit_all([run])
         if body.stream:

@@ -55,7 +55,7 @@ class CompletionService:
         return runs
 
     async def respond(self, body: CompletionRequest, request: Request, key_name: str | None):
-        runs = self.prepare(body, request.url.path, key_name)
+        runs = await asyncio.to_thread(self.prepare, body, request.url.path, key_name)  # tokenizing: off the loop
         await compile_grammar(self.serving, runs[0].params)
         admit_all(runs)
         if body.stream:
