@@ -206,10 +206,17 @@ def test_required_tool_calls_streamed(client, seed):
                                         max_tokens=100, seed=seed) as stream:
         events = list(stream)
         final = stream.get_final_completion()
-    deltas = [e for e in events if e.type == "chunk" and e.chunk.choices and e.chunk.choices[0].delta.tool_calls]
+    deltas = [e.chunk.choices[0].delta.tool_calls[0] for e in events
+              if e.type == "chunk" and e.chunk.choices and e.chunk.choices[0].delta.tool_calls]
     assert deltas, "no tool-call deltas were streamed"
-    first = deltas[0].chunk.choices[0].delta.tool_calls[0]
-    assert first.id and first.function.name  # the first delta of a call names it, as OpenAI's do
+    first = deltas[0]
+    assert first.id and first.function.name and first.function.arguments == ""  # as OpenAI starts a call
+    # The arguments arrive in pieces as the model writes them, and the pieces add up to the call.
+    pieces = [d.function.arguments for d in deltas if d.index == 0 and d.function.arguments]
+    assert len(pieces) > 1
+    calls = final.choices[0].message.tool_calls
+    assert json.loads("".join(pieces)) == json.loads(calls[0].function.arguments)
+    assert [d.id for d in deltas if d.id] == [c.id for c in calls]
     assert final.choices[0].finish_reason == "tool_calls"
     check_calls(final.choices[0].message.tool_calls)
 

@@ -283,3 +283,35 @@ def test_json_strings_refuse_control_characters(compiler, string):
     assert not state.matcher.accept_string('{"a": "x\x06')
     state = compiler.state(schema_spec(schema))
     assert state.matcher.accept_string('{"a": "xy"}')
+
+
+def test_call_scanner_follows_a_list_as_it_is_written():
+    from mistral_serve.server.tool_stream import CallScanner
+
+    text = (' [{"name": "get_weather", "arguments": {"city": "Pa\\"r{is", "n": [1, {"x": 2}]}, "id": "abcdefghi"}, '
+            '{"name": "add", "arguments": {"a": 1, "b": 2}}]')
+    scanner = CallScanner()
+    seen = []
+    for end in range(1, len(text) + 1):  # one character at a time, as a stream may cut it
+        scanner.scan(text[:end])
+        seen.append([c.name for c in scanner.calls])
+    assert [c.name for c in scanner.calls] == ["get_weather", "add"]
+    assert json.loads(scanner.args_text(text, 0)) == {"city": 'Pa"r{is', "n": [1, {"x": 2}]}
+    assert json.loads(scanner.args_text(text, 1)) == {"a": 1, "b": 2}
+    assert [None] in seen and ["get_weather", None] in seen  # names appear once their strings close
+
+
+def test_choice_output_streams_calls_in_pieces():
+    tok = h.tokenizer()
+    out = ChoiceOutput(tok, ToolPlan(names={"f"}, trigger=TOOL_CALLS))
+    body = tok.encode('[{"name": "f", "arguments": {"x": 12, "y": "ab"}}]', bos=False)
+    deltas = []
+    out.feed("", [TOOL_CALLS])
+    for t in body:
+        out.feed("", [t])
+        deltas += out.call_deltas()
+    _, calls = out.finish()
+    deltas += out.closing_deltas(calls)
+    assert deltas[0]["function"] == {"name": "f", "arguments": ""} and deltas[0]["id"] == calls[0]["id"]
+    pieces = [d["function"]["arguments"] for d in deltas[1:]]
+    assert len(pieces) > 1 and json.loads("".join(pieces)) == {"x": 12, "y": "ab"}

@@ -197,21 +197,19 @@ class ChatService:
             async with aclosing(run.outputs()) as outputs:
                 async for out in outputs:
                     for d in out.deltas:
-                        text = outputs_of[d.index].feed(d.text, d.token_ids)
+                        choice = outputs_of[d.index]
+                        text = choice.feed(d.text, d.token_ids)
                         if text or d.logprobs:
                             lp = {"content": logprob_entries(tokenizer, d.logprobs)} if run.params.logprobs else None
                             yield chunk(d.index, {"content": text}, logprobs=lp)
+                        for call_delta in choice.call_deltas():
+                            yield chunk(d.index, {"tool_calls": [call_delta]})
                         if d.finish_reason:
-                            tail, calls = outputs_of[d.index].finish()
+                            tail, calls = choice.finish()
                             if tail:
                                 yield chunk(d.index, {"content": tail})
-                            for k, call in enumerate(calls or []):
-                                # As the OpenAI API streams a call: id and name first, then the arguments.
-                                yield chunk(d.index, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
-                                                                      "function": {"name": call["function"]["name"],
-                                                                                   "arguments": ""}}]})
-                                yield chunk(d.index, {"tool_calls": [{"index": k, "function": {
-                                    "arguments": call["function"]["arguments"]}}]})
+                            for call_delta in choice.closing_deltas(calls or []):
+                                yield chunk(d.index, {"tool_calls": [call_delta]})
                             if calls:
                                 run.finish_reasons[d.index] = "tool_calls"
                             yield chunk(d.index, {}, "tool_calls" if calls else d.finish_reason)

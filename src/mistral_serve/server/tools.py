@@ -22,6 +22,7 @@ from ..engine.params import GuidedDecoding
 from ..tokenizer import Tokenizer
 from .errors import bad_request
 from .guided import schema_json
+from .tool_stream import CallScanner
 
 _ID_CHARS = string.ascii_letters + string.digits
 _MISTRAL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
@@ -188,9 +189,11 @@ def parse_calls(text: str, names: set[str]) -> list[dict] | None:
 class ChoiceOutput:
     """One choice's output split into content and tool calls, as it streams in.
 
-    Text before `[TOOL_CALLS]` is content and streams as it comes; what follows is held back and
-    parsed when the choice ends. Control tokens decode to nothing, so both parts are decoded
-    from the token ids on either side of the trigger, exactly.
+    Text before `[TOOL_CALLS]` is content and streams as it comes. What follows is the calls
+    list: followed as it is written (CallScanner) so that a stream can send each call's name and
+    then its arguments piece by piece, and parsed as a whole when the choice ends. Control tokens
+    decode to nothing, so both parts are decoded from the token ids on either side of the
+    trigger, exactly.
     """
 
     def __init__(self, tokenizer: Tokenizer, plan: ToolPlan) -> None:
@@ -199,6 +202,9 @@ class ChoiceOutput:
         self.ids: list[int] = []
         self.sent = ""  # content already handed out
         self.split: int | None = None  # index of the trigger in ids
+        self.after = ""  # the calls list so far
+        self.scanner = CallScanner()
+        self.streamed: list[tuple[str, str]] = []  # per announced call: its id, the arguments sent
 
     def feed(self, text: str, token_ids: list[int]) -> str:
         """The content to emit for one delta of the engine."""
@@ -209,9 +215,50 @@ class ChoiceOutput:
             content = self.tokenizer.decode(self.ids[:self.split])
             text = content[len(self.sent):] if content.startswith(self.sent) else ""
         elif self.split is not None:
-            return ""
+            text = ""
+        if self.split is not None:
+            # The calls so far, less a character still being completed by later tokens.
+            self.after = self.tokenizer.decode(self.ids[self.split + 1:]).rstrip("\ufffd")
+            self.scanner.scan(self.after)
         self.sent += text
         return text
+
+    def call_deltas(self) -> list[dict]:
+        """Tool-call deltas for what the calls list gained: a call's id and name once its name is
+        written, then its arguments' new text."""
+        deltas = []
+        for k, call in enumerate(self.scanner.calls):
+            if k == len(self.streamed):
+                if call.name not in self.plan.names:
+                    break  # not a call to announce (yet): the final parse decides
+                self.streamed.append((new_call_id(), ""))
+                deltas.append(_call_header(k, self.streamed[k][0], call.name))
+            if k < len(self.streamed):
+                call_id, sent = self.streamed[k]
+                text = self.scanner.args_text(self.after, k)
+                if len(text) > len(sent) and text.startswith(sent):
+                    deltas.append(_call_arguments(k, text[len(sent):]))
+                    self.streamed[k] = (call_id, text)
+        return deltas
+
+    def closing_deltas(self, calls: list[dict]) -> list[dict]:
+        """At the end of a stream: the deltas the parsed `calls` still need (their ids become
+        the ones already sent)."""
+        deltas = []
+        for k, call in enumerate(calls):
+            if k < len(self.streamed):
+                call_id, sent = self.streamed[k]
+                call["id"] = call_id
+                # What was streamed is the model's own text; finish it in the same form.
+                raw = self.scanner.args_text(self.after, k) if k < len(self.scanner.calls) else ""
+                full = raw if raw.startswith(sent) and _same_json(raw, call["function"]["arguments"]) \
+                    else call["function"]["arguments"]
+                if len(full) > len(sent) and full.startswith(sent):
+                    deltas.append(_call_arguments(k, full[len(sent):]))
+            else:
+                deltas += [_call_header(k, call["id"], call["function"]["name"]),
+                           _call_arguments(k, call["function"]["arguments"])]
+        return deltas
 
     def finish(self) -> tuple[str, list[dict] | None]:
         """At the end: (content still to emit, tool calls or None). Calls that do not parse are
@@ -223,3 +270,19 @@ class ChoiceOutput:
         if calls is None:
             return after, None
         return "", calls
+
+
+def _call_header(index: int, call_id: str, name: str) -> dict:
+    # As the OpenAI API starts a call: its id, type and name, with empty arguments.
+    return {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+
+
+def _call_arguments(index: int, text: str) -> dict:
+    return {"index": index, "function": {"arguments": text}}
+
+
+def _same_json(a: str, b: str) -> bool:
+    try:
+        return json.loads(a) == json.loads(b)
+    except ValueError:
+        return False
