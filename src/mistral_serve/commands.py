@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Callable, TextIO
 
@@ -71,6 +72,10 @@ def _chat_prompt(loaded, messages: list[dict]) -> list[int]:
 
 
 def cmd_chat(ns: argparse.Namespace, cfg: ModelConfig) -> int:
+    # Ctrl-C must stop an answer even when this process inherited SIGINT as ignored, as every
+    # program started from a background job of a non-interactive shell does (Python then keeps
+    # the ignore instead of raising KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     loaded = _load(cfg)
     engine = _engine(loaded)
     print(f"Chatting with {loaded.card.display_name}. Ctrl-C stops an answer; Ctrl-D or /exit quits; "
