@@ -37,6 +37,11 @@ class GuidedDecoding:
     trigger_token: int | None = None
     trigger_required: bool = False
 
+    @property
+    def field(self) -> str:
+        """The top-level request field ("response_format" for "response_format.json_schema.schema")."""
+        return self.param.split(".")[0]
+
 
 @dataclass(slots=True)
 class SamplingParams:

@@ -70,12 +70,12 @@ def resolve_max_tokens(serving: Serving, explicit: int | None, prompt_len: int) 
     return min(cap, room) if cap is not None and room > 0 else None
 
 
-async def compile_grammar(serving: Serving, params: SamplingParams) -> None:
-    """Compile the request's grammar in a worker thread before admission (400 if it cannot be),
-    so the engine finds it cached and no step waits on a compile."""
+def compile_grammar(serving: Serving, params: SamplingParams) -> None:
+    """Compile the request's grammar before admission (400 if it cannot be), from `prepare`'s
+    worker thread, so the engine finds it cached and no step waits on a compile."""
     if params.guided is not None:
         _, engine = serving.require_ready()
-        await asyncio.to_thread(compile_checked, engine.engine.grammars, params.guided)
+        compile_checked(engine.engine.grammars, params.guided)
 
 
 def token_text(tokenizer: Tokenizer, i: int) -> str:
@@ -117,9 +117,9 @@ class ChatService:
         plan = plan_tools(body, loaded.tokenizer)
         guided = request_constraint(body)
         if guided is not None and plan.guided is not None:
-            raise bad_request(f"{guided.param.split('.')[0]} cannot be combined with tool calls; "
+            raise bad_request(f"{guided.field} cannot be combined with tool calls; "
                               "set tool_choice to \"none\" or drop the constraint",
-                              param=guided.param.split(".")[0], code="unsupported_parameter")
+                              param=guided.field, code="unsupported_parameter")
         messages = map_call_ids([m.model_dump(exclude_none=True) for m in body.messages])
         try:
             prompt_ids = loaded.tokenizer.encode_chat(messages, plan.tools)
@@ -130,15 +130,15 @@ class ChatService:
         params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
                                  top_logprobs=body.top_logprobs or 0, guided=guided or plan.guided,
                                  banned=plan.banned)
+        compile_grammar(self.serving, params)
         run = Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
                   request_json=body.model_dump_json(include={"messages", "tools"}), prompt_param="messages")
         return run, plan
 
     async def respond(self, body: ChatCompletionRequest, request: Request, key_name: str | None):
-        # Off the event loop: the chat template over a long conversation takes a while, and the
-        # loop serves every other client meanwhile.
+        # Off the event loop: the chat template over a long conversation (and compiling a
+        # grammar) takes a while, and the loop serves every other client meanwhile.
         run, plan = await asyncio.to_thread(self.prepare, body, request.url.path, key_name)
-        await compile_grammar(self.serving, run.params)
         admit_all([run])
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -52,11 +52,11 @@ class CompletionService:
                                      logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0,
                                      continues_prompt=True, guided=guided)
             runs.append(Run(self.serving, endpoint, body.model, key_name, body.user, ids, params))
+        compile_grammar(self.serving, runs[0].params)
         return runs
 
     async def respond(self, body: CompletionRequest, request: Request, key_name: str | None):
         runs = await asyncio.to_thread(self.prepare, body, request.url.path, key_name)  # tokenizing: off the loop
-        await compile_grammar(self.serving, runs[0].params)
         admit_all(runs)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -57,8 +57,8 @@ def request_constraint(body) -> GuidedDecoding | None:
     if body.guided_grammar is not None:
         found.append(GuidedDecoding("grammar", body.guided_grammar, "guided_grammar"))
     if len(found) > 1:
-        names = ", ".join(g.param.split(".")[0] for g in found)
-        raise bad_request(f"only one output constraint per request, got {names}", param=found[1].param.split(".")[0])
+        names = ", ".join(g.field for g in found)
+        raise bad_request(f"only one output constraint per request, got {names}", param=found[1].field)
     return found[0] if found else None
 
 
