@@ -315,3 +315,12 @@ def test_choice_output_streams_calls_in_pieces():
     assert deltas[0]["function"] == {"name": "f", "arguments": ""} and deltas[0]["id"] == calls[0]["id"]
     pieces = [d["function"]["arguments"] for d in deltas[1:]]
     assert len(pieces) > 1 and json.loads("".join(pieces)) == {"x": 12, "y": "ab"}
+
+
+def test_vocab_bytes_of_every_token(compiler):
+    # Tokens that share their bytes with another (the byte-fallback `<0x22>` and `"`) still have
+    # theirs: the planner may take either.
+    tok = h.tokenizer()
+    quote = [i for i in range(tok.vocab_size) if not tok.is_control(i) and tok.token_bytes(i) == b'"']
+    assert len(quote) == 2
+    assert all(compiler.vocab_bytes(i) == b'"' for i in quote)

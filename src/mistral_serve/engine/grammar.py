@@ -72,7 +72,8 @@ class GrammarCompiler:
         vocab_size: the model's logit width (may exceed len(vocab))."""
         self.vocab_size = vocab_size
         self.eos_id = eos_id
-        info = xgr.TokenizerInfo(list(vocab), xgr.VocabType.RAW, vocab_size=vocab_size,
+        self._vocab = list(vocab)
+        info = xgr.TokenizerInfo(self._vocab, xgr.VocabType.RAW, vocab_size=vocab_size,
                                  stop_token_ids=[eos_id])
         self._compiler = xgr.GrammarCompiler(info, cache_enabled=False)
         self._cache: OrderedDict[GuidedDecoding, xgr.CompiledGrammar] = OrderedDict()
@@ -85,7 +86,7 @@ class GrammarCompiler:
         # Where two tokens have the same bytes the later id wins: byte-fallback tokens (`<0x22>`)
         # come first in Mistral's vocabularies and the regular piece (`"`) reads better.
         self.piece_token: dict[bytes, int] = {}
-        for token_id, piece in enumerate(vocab):
+        for token_id, piece in enumerate(self._vocab):
             if piece:
                 self.piece_token[piece] = token_id
                 if len(piece) == 1:
@@ -95,10 +96,9 @@ class GrammarCompiler:
         self.ending_tokens = torch.tensor([self.byte_token[b] for b in _ENDING_ORDER if b in self.byte_token])
         self.ending_words = self.ending_tokens // 32
         self.ending_bits = (self.ending_tokens % 32).to(torch.int32)
-        self._bytes = {t: p for p, t in self.piece_token.items()}
 
     def vocab_bytes(self, token_id: int) -> bytes:
-        return self._bytes[token_id]
+        return self._vocab[token_id]
 
     def tokenize(self, data: bytes) -> list[int]:
         """`data` in tokens, longest piece first. A byte-level grammar accepts any tokenization
