@@ -31,6 +31,9 @@ def _add_quant_options(p: argparse.ArgumentParser) -> None:
                    help="weight-only quantization applied at load time (default none)")
     p.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256],
                    help="int4 group size (default 32)")
+    p.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
+                   help="quantized matmuls on CPU: auto = our AVX-512 kernels where the CPU has them "
+                        "(compiled on first use), else PyTorch's; stock = always PyTorch's")
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -142,7 +145,7 @@ def _model_config(ns: argparse.Namespace) -> ModelConfig:
     return ModelConfig(model=ns.model, dtype=ns.dtype, device=ns.device,
                        served_model_name=ns.served_model_name,
                        data_dir=ns.data_dir or default_data_dir(), quantize=ns.quantize,
-                       group_size=ns.group_size)
+                       group_size=ns.group_size, cpu_kernels=ns.cpu_kernels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ class ModelConfig:
     data_dir: Path = Path()
     quantize: str = "none"  # none | int8 | int4 (weight-only, applied at load time)
     group_size: int = 32  # int4 group size
+    cpu_kernels: str = "auto"  # auto (ours where the CPU has AVX-512) | stock (PyTorch's)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -74,10 +75,10 @@ def load(cfg: ModelConfig) -> LoadedModel:
     tokenizer = load_tokenizer(root, args)
     device = resolve_device(cfg.device)
     threads = configure_threads()
-    quant = QuantConfig(cfg.quantize, cfg.group_size)
+    quant = QuantConfig(cfg.quantize, cfg.group_size, cfg.cpu_kernels)
     stored = stored_quant(files.config_file) if files.layout == "hf" else None
     if stored is not None and cfg.quantize == "none":
-        quant = stored  # a pre-quantized checkpoint loads as written
+        quant = dataclasses.replace(stored, kernels=cfg.cpu_kernels)  # pre-quantized: loads as written
     # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
     weight_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
     dtype = resolve_dtype(cfg.dtype, device, weight_params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -25,17 +26,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (AVX512-BF16, AMX, or Arm's BF16 extension).
-    Without it PyTorch emulates bf16 GEMMs at a small fraction of fp32 speed (see FACTS.md)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.machine() == "arm64"  # Apple silicon has native bf16
-    flags = set()
+        return frozenset()
+    flags: set[str] = set()
     for line in info.splitlines():
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
+    return frozenset(flags)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16, AMX, or Arm's BF16 extension).
+    Without it PyTorch emulates bf16 GEMMs at a small fraction of fp32 speed (see FACTS.md)."""
+    flags = cpu_flags()
+    if not flags:
+        return platform.machine() == "arm64"  # Apple silicon has native bf16
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 

@@ -2,9 +2,11 @@
 
 Weights are quantized one tensor at a time as the loader reads them, so the float model never
 exists whole in memory. Activations stay in floating point; each Linear's matmul runs in the
-fastest kernel PyTorch has for the device:
-- int8, CPU: aten._weight_int8pack_mm (x @ (q * scale).T with q int8 (N, K), scale (N,));
-- int4, CPU: aten._weight_int4pack_mm_for_cpu (tinygemm layout, groups along K);
+fastest kernel we have for the device:
+- int8 and int4, CPU with AVX-512: our own kernels (kernels/cpu_quant.cpp, compiled on first
+  use), about twice as fast as the stock ones at decode;
+- int8, other CPUs: aten._weight_int8pack_mm (x @ (q * scale).T with q int8 (N, K), scale (N,));
+- int4, other CPUs: aten._weight_int4pack_mm_for_cpu (tinygemm layout, groups along K);
 - int4, CUDA: aten._weight_int4pack_mm (bf16 activations);
 - int8, CUDA: dequantize-then-matmul (no stock weight-only int8 GEMM; unmeasured here).
 
@@ -15,21 +17,29 @@ so w ~ (q - 8) * scale + zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import cpu_kernels
+
 MODES = ("none", "int8", "int4")
+KERNELS = ("auto", "stock")
 
 
 @dataclass(frozen=True, slots=True)
 class QuantConfig:
     mode: str = "none"  # none | int8 | int4
     group_size: int = 32  # int4 only: 32 or 128 input columns share a scale and zero
+    # CPU kernels: "auto" = ours where the CPU has AVX-512, else PyTorch's; "stock" = PyTorch's.
+    # Not part of equality: it changes how a checkpoint runs, not what it holds.
+    kernels: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
+        if self.kernels not in KERNELS:
+            raise ValueError(f"--cpu-kernels must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
         if self.mode not in MODES:
             raise ValueError(f"--quantize must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.group_size not in (32, 64, 128, 256):
@@ -77,21 +87,27 @@ def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor, group_size: int) -> 
 
 
 class Int8Linear(nn.Module):
-    def __init__(self, in_features: int, out_features: int, act_dtype: torch.dtype) -> None:
+    def __init__(self, in_features: int, out_features: int, act_dtype: torch.dtype, own_kernels: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features, self.act_dtype = in_features, out_features, act_dtype
+        self.own_kernels = own_kernels
         self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.empty(out_features, dtype=act_dtype))
+        self.kernels = None  # our compiled CPU kernels, when set_quantized found them usable
 
     def set_weight(self, w: Tensor) -> None:
         self.set_quantized(*quantize_int8(w))
 
     def set_quantized(self, q: Tensor, scale: Tensor) -> None:
         """q int8 (N, K), scale (N,), on the target device."""
+        self.kernels = usable_kernels(q.device, self.in_features) if self.own_kernels else None
         self.weight = q
-        self.scale = scale.to(self.act_dtype)
+        # Our kernel takes float32 scales (exact); the stock one the activations' dtype.
+        self.scale = scale.float() if self.kernels is not None else scale.to(self.act_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.kernels is not None:
+            return self.kernels.int8_linear(kernel_input(x), self.weight, self.scale).to(x.dtype)
         if x.device.type == "cpu":
             return torch.ops.aten._weight_int8pack_mm(x.to(self.act_dtype), self.weight, self.scale).to(x.dtype)
         return F.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)
@@ -100,8 +116,10 @@ class Int8Linear(nn.Module):
 class Int4Linear(nn.Module):
     INNER_K_TILES = 8
 
-    def __init__(self, in_features: int, out_features: int, group_size: int, act_dtype: torch.dtype) -> None:
+    def __init__(self, in_features: int, out_features: int, group_size: int, act_dtype: torch.dtype,
+                 own_kernels: bool = True) -> None:
         super().__init__()
+        self.own_kernels = own_kernels
         if in_features % group_size or in_features % (Int4Linear.INNER_K_TILES * 16):
             raise ValueError(f"int4 needs in_features ({in_features}) divisible by the group size "
                              f"({group_size}) and by {Int4Linear.INNER_K_TILES * 16}")
@@ -109,6 +127,7 @@ class Int4Linear(nn.Module):
         self.group_size, self.act_dtype = group_size, act_dtype
         self.register_buffer("weight", torch.empty(0, dtype=torch.uint8))
         self.register_buffer("scales_and_zeros", torch.empty(0, dtype=act_dtype))
+        self.kernels = None  # our compiled CPU kernels, when set_quantized found them usable
 
     def set_weight(self, w: Tensor) -> None:
         self.set_quantized(*quantize_int4(w, self.group_size))
@@ -116,6 +135,13 @@ class Int4Linear(nn.Module):
     def set_quantized(self, q: Tensor, scale: Tensor, zero: Tensor) -> None:
         """q uint8 (N, K) in [0, 15], scale and zero (N, K/g), on the target device; packed
         here into the layout of the device's kernel."""
+        self.kernels = usable_kernels(q.device, self.in_features) if self.own_kernels else None
+        if self.kernels is not None:
+            # One flat buffer: nibbles with each block's fp16 scales and lows (w = q * scale + low).
+            low = (zero - 8.0 * scale).half()
+            self.weight = self.kernels.pack_int4(q.to(torch.uint8), scale.half(), low, self.group_size)
+            self.scales_and_zeros = torch.empty(0, dtype=torch.float16)
+            return
         # (K/g, N, 2): the layout tinygemm reads.
         sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(self.act_dtype)
         if q.device.type == "cpu":
@@ -125,6 +151,9 @@ class Int4Linear(nn.Module):
         self.weight, self.scales_and_zeros = packed, sz
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.kernels is not None:
+            return self.kernels.int4_linear(kernel_input(x), self.weight, self.out_features, self.in_features,
+                                            self.group_size).to(x.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).to(self.act_dtype)
         if x.device.type == "cpu":
@@ -132,6 +161,23 @@ class Int4Linear(nn.Module):
         else:
             y = torch.ops.aten._weight_int4pack_mm(x2, self.weight, self.group_size, self.scales_and_zeros)
         return y.reshape(*lead, self.out_features).to(x.dtype)
+
+
+def usable_kernels(device: torch.device, in_features: int):
+    """Our compiled CPU kernels when they can run this layer (CPU, K a multiple of 64), else None."""
+    if device.type != "cpu" or in_features % 64:
+        return None
+    return cpu_kernels()
+
+
+def kernel_input(x: Tensor) -> Tensor:
+    """Our kernels read float32 or bfloat16 activations."""
+    return x if x.dtype in (torch.float32, torch.bfloat16) else x.float()
+
+
+def kernel_name() -> str:
+    """Which CPU kernels quantized layers use here (for logs and benchmark reports)."""
+    return "mistral-serve AVX-512" if cpu_kernels() is not None else "PyTorch stock"
 
 
 def activation_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
@@ -147,13 +193,14 @@ def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, de
     if config.mode == "none":
         return
     act = activation_dtype(device, compute)
+    own = config.kernels == "auto"
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear):
                 continue
             is_output = parent is model and name == "output"
             if config.mode == "int8" or is_output:
-                new: nn.Module = Int8Linear(child.in_features, child.out_features, act)
+                new: nn.Module = Int8Linear(child.in_features, child.out_features, act, own)
             else:
-                new = Int4Linear(child.in_features, child.out_features, config.group_size, act)
+                new = Int4Linear(child.in_features, child.out_features, config.group_size, act, own)
             setattr(parent, name, new)

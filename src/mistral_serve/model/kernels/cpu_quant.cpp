@@ -1,0 +1,379 @@
+// Weight-only int8 and int4 matmuls for x86 CPUs with AVX-512: y (M, N) = x (M, K) @ W^T.
+//
+// Why: PyTorch's stock CPU kernels (_weight_int8pack_mm, _weight_int4pack_mm_for_cpu) convert
+// every weight to float and reach about a third of this machine's memory bandwidth at decode
+// (M = 1..16 rows), where a decode step should be bound by reading the weights once.
+//
+// How: the activations are rounded to int16 with one scale per 512-column block (error below
+// max|x| / 65534, finer than the bf16 activations the model computes with), so that a weight
+// needs only a widening load and one multiply-add of int16 pairs into int32 (vpdpwssd with
+// AVX512-VNNI, vpmaddwd + vpaddd without). Each block's int32 sums go to float accumulators
+// with the block's scale; nothing overflows (at most 2 * 16 * 128 * 32767 per lane and block).
+//
+// int8 weights: row-major (N, K) int8, one float32 scale per output row (as stored).
+// int4 weights: per row, K/2 bytes in a layout made for the kernel (see pack_int4): a 512-column
+// block is 16 sub-groups of 32 columns, and int32 lane j of the accumulator sums sub-group j, so
+// the group scales apply as one vector per block. w = q * scale + low (q in 0..15, per group),
+// with scale and low kept as fp16 (groups of 32 to 512 columns) right after the block's nibbles,
+// so that each row is one stream through memory. int4 is bound by instructions,
+// not memory, so there each int16 activation is split into two signed bytes, x = 256 hi + lo,
+// and a nibble takes byte multiply-adds (vpdpbusd: 64 per instruction, u8 x s8) against both.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t BLOCK = 512;  // columns per activation scale, and per int4 super-block
+constexpr int64_t SUB = 32;     // columns per int4 sub-group (one int32 lane per block)
+#ifndef PF
+#define PF 2
+#endif
+
+using I16 = __m512i;  // 32 x int16
+using I32 = __m512i;  // 16 x int32
+using F32 = __m512;   // 16 x float
+
+inline I16 load_s8(const int8_t* p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)p)); }
+inline I16 load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
+inline I32 dot_acc(I32 acc, I16 a, I16 b) {
+#ifdef __AVX512VNNI__
+  return _mm512_dpwssd_epi32(acc, a, b);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
+inline I32 dot_u8s8(I32 acc, I16 u, I16 s) {
+#ifdef __AVX512VNNI__
+  return _mm512_dpbusd_epi32(acc, u, s);
+#else
+  // u <= 15 and |s| <= 128: the int16 pair sums cannot saturate.
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+#endif
+}
+inline F32 load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+
+// ---------------------------------------------------------------- activations
+struct QuantizedRows {
+  std::vector<int16_t> q;    // (M, Kp), in the int8 or the int4 kernel's column order
+  std::vector<float> scale;  // (M, nb)
+  std::vector<float> sums;   // (M, Kp / SUB): sum of each sub-group's rounded values (int4 only)
+  int64_t kp, nb;
+};
+
+inline F32 load_row(const float* p) { return _mm512_loadu_ps(p); }
+inline F32 load_row(const at::BFloat16* p) {
+  __m256i h = _mm256_loadu_si256((const __m256i*)p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+template <typename T>
+QuantizedRows quantize_rows(const T* x, int64_t M, int64_t K, bool int4_order) {
+  QuantizedRows r;
+  r.kp = (K + BLOCK - 1) / BLOCK * BLOCK;
+  r.nb = r.kp / BLOCK;
+  r.q.assign(M * r.kp, 0);
+  r.scale.assign(M * r.nb, 0.f);
+  if (int4_order) r.sums.assign(M * (r.kp / SUB), 0.f);
+  at::parallel_for(0, M * r.nb, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) float buf[BLOCK];
+    alignas(64) int16_t nat[BLOCK];
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t m = i / r.nb, b = i % r.nb, k0 = b * BLOCK, n = std::min(BLOCK, K - k0);
+      // K is a multiple of 64 (checked by the caller), so blocks hold whole 16-float vectors.
+      F32 amax = _mm512_setzero_ps();
+      for (int64_t k = 0; k < BLOCK; k += 16) {
+        F32 v = k < n ? load_row(x + m * K + k0 + k) : _mm512_setzero_ps();
+        _mm512_store_ps(buf + k, v);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+      }
+      const float mx = _mm512_reduce_max_ps(amax);
+      // +-32639 = 127 * 256 + 127: the int4 split into two signed bytes stays in range.
+      const float s = mx > 0.f ? mx / 32639.f : 1.f;
+      const F32 inv = _mm512_set1_ps(1.f / s);
+      for (int64_t k = 0; k < BLOCK; k += 16) {
+        __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(buf + k), inv));
+        qi = _mm512_max_epi32(_mm512_min_epi32(qi, _mm512_set1_epi32(32639)), _mm512_set1_epi32(-32639));
+        _mm256_store_si256((__m256i*)(nat + k), _mm512_cvtepi32_epi16(qi));
+      }
+      r.scale[m * r.nb + b] = s;
+      int16_t* out = r.q.data() + m * r.kp + k0;
+      if (!int4_order) {
+        // Per 64 columns: the 32 even ones, then the 32 odd ones (see int8_tile).
+        for (int c = 0; c < BLOCK; c += 64)
+          for (int i = 0; i < 32; ++i) {
+            out[c + i] = nat[c + 2 * i];
+            out[c + 32 + i] = nat[c + 2 * i + 1];
+          }
+        continue;
+      }
+      // Step t (0..7) of the block is 64 bytes of high halves then 64 of low halves; byte i
+      // holds sub-group i/4, column 4t + i%4 (the order pack_int4 gives the nibbles).
+      int8_t* out8 = (int8_t*)out;
+      for (int t = 0; t < 8; ++t)
+        for (int i = 0; i < 64; ++i) {
+          const int v = nat[(i / 4) * SUB + 4 * t + i % 4];
+          const int lo = ((v + 128) & 0xFF) - 128;
+          out8[t * 128 + i] = (int8_t)((v - lo) / 256);
+          out8[t * 128 + 64 + i] = (int8_t)lo;
+        }
+      float* sums = r.sums.data() + m * (r.kp / SUB) + b * 16;
+      for (int j = 0; j < 16; ++j) {
+        int32_t acc = 0;
+        for (int e = 0; e < SUB; ++e) acc += nat[j * SUB + e];
+        sums[j] = acc * s;
+      }
+    }
+  });
+  return r;
+}
+
+QuantizedRows quantize_input(const torch::Tensor& x, int64_t M, int64_t K, bool int4_order) {
+  if (x.scalar_type() == at::kBFloat16) return quantize_rows(x.data_ptr<at::BFloat16>(), M, K, int4_order);
+  return quantize_rows(x.data_ptr<float>(), M, K, int4_order);
+}
+
+// ---------------------------------------------------------------- int8
+template <int NT, int MT>
+inline void int8_tile(const int8_t* w, int64_t K, const QuantizedRows& x, int64_t m0, const float* wscale,
+                      float* y, int64_t ldy) {
+  F32 facc[NT][MT];
+  for (int n = 0; n < NT; ++n)
+    for (int m = 0; m < MT; ++m) facc[n][m] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < x.nb; ++b) {
+    I32 acc[NT][MT];
+    for (int n = 0; n < NT; ++n)
+      for (int m = 0; m < MT; ++m) acc[n][m] = _mm512_setzero_si512();
+    const int64_t k0 = b * BLOCK, k1 = std::min(K, k0 + BLOCK);
+    for (int64_t k = k0; k < k1; k += 64) {
+      // 64 weights as 32 int16 lanes: lane i holds columns 2i (low byte) and 2i + 1 (high
+      // byte); two in-lane shifts sign-extend them, cheaper than a widening shuffle.
+      I16 even[NT], odd[NT];
+      for (int n = 0; n < NT; ++n) {
+        // The same columns of the next tile's rows, to L2: rows are contiguous, so this is the
+        // next stretch of memory. Short rows (K = 2048: 2 KB) otherwise end each hardware
+        // prefetch stream before it ramps up, halving the read rate.
+        _mm_prefetch((const char*)(w + (n + PF * NT) * K + k), _MM_HINT_T1);
+        const I16 v = _mm512_loadu_si512(w + n * K + k);
+        even[n] = _mm512_srai_epi16(_mm512_slli_epi16(v, 8), 8);
+        odd[n] = _mm512_srai_epi16(v, 8);
+      }
+      for (int m = 0; m < MT; ++m) {
+        const int16_t* xp = x.q.data() + (m0 + m) * x.kp + k;
+        const I16 xe = load_i16(xp), xo = load_i16(xp + 32);
+        for (int n = 0; n < NT; ++n) acc[n][m] = dot_acc(dot_acc(acc[n][m], even[n], xe), odd[n], xo);
+      }
+    }
+    for (int m = 0; m < MT; ++m) {
+      const F32 s = _mm512_set1_ps(x.scale[(m0 + m) * x.nb + b]);
+      for (int n = 0; n < NT; ++n) facc[n][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[n][m]), s, facc[n][m]);
+    }
+  }
+  for (int n = 0; n < NT; ++n)
+    for (int m = 0; m < MT; ++m) y[(m0 + m) * ldy + n] = _mm512_reduce_add_ps(facc[n][m]) * wscale[n];
+}
+
+// ---------------------------------------------------------------- int4
+// Per row and 512-column block: 256 bytes of nibbles, then 512/G fp16 scales, then 512/G fp16
+// lows (see pack_int4).
+struct Int4Weights {
+  const uint8_t* q;
+  int64_t kp, groups_per_block, block_bytes, row_bytes;
+  __m512i lanes;  // sub-group j -> its group's index within the block
+};
+
+inline int64_t int4_block_bytes(int64_t group_size) { return BLOCK / 2 + 4 * (BLOCK / group_size); }
+
+template <int NT, int MT>
+inline void int4_tile(const Int4Weights& wt, int64_t n0, const QuantizedRows& x, int64_t m0, float* y, int64_t ldy) {
+  F32 facc[NT][MT];
+  for (int n = 0; n < NT; ++n)
+    for (int m = 0; m < MT; ++m) facc[n][m] = _mm512_setzero_ps();
+  const I16 nibble = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < x.nb; ++b) {
+    I32 acc[NT][MT];
+    for (int n = 0; n < NT; ++n)
+      for (int m = 0; m < MT; ++m) acc[n][m] = _mm512_setzero_si512();
+    I32 lo_acc[NT][MT];
+    for (int n = 0; n < NT; ++n)
+      for (int m = 0; m < MT; ++m) lo_acc[n][m] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      // Steps 2c and 2c + 1 of each activation row: high, low, high, low (64 bytes each).
+      I16 xv[MT][4];
+      for (int m = 0; m < MT; ++m) {
+        const int8_t* xp = (const int8_t*)x.q.data() + (m0 + m) * 2 * x.kp + b * 2 * BLOCK + c * 256;
+        for (int h = 0; h < 4; ++h) xv[m][h] = _mm512_loadu_si512(xp + 64 * h);
+      }
+      for (int n = 0; n < NT; ++n) {
+        const uint8_t* wp = wt.q + (n0 + n) * wt.row_bytes + b * wt.block_bytes + c * 64;
+        _mm_prefetch((const char*)(wp + PF * NT * wt.row_bytes), _MM_HINT_T1);  // as in int8_tile
+        const I16 v = _mm512_loadu_si512(wp);
+        const I16 q0 = _mm512_and_si512(v, nibble), q1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        for (int m = 0; m < MT; ++m) {
+          acc[n][m] = dot_u8s8(acc[n][m], q0, xv[m][0]);
+          lo_acc[n][m] = dot_u8s8(lo_acc[n][m], q0, xv[m][1]);
+          acc[n][m] = dot_u8s8(acc[n][m], q1, xv[m][2]);
+          lo_acc[n][m] = dot_u8s8(lo_acc[n][m], q1, xv[m][3]);
+        }
+      }
+    }
+    for (int n = 0; n < NT; ++n)
+      for (int m = 0; m < MT; ++m) acc[n][m] = _mm512_add_epi32(_mm512_slli_epi32(acc[n][m], 8), lo_acc[n][m]);
+    for (int n = 0; n < NT; ++n) {
+      // 16 fp16 are read where only 512/G are the block's: the rest is not used (the buffer
+      // has 64 spare bytes at its end for the last block).
+      const uint16_t* sp = (const uint16_t*)(wt.q + (n0 + n) * wt.row_bytes + b * wt.block_bytes + BLOCK / 2);
+      const F32 s = _mm512_permutexvar_ps(wt.lanes, load_f16(sp));
+      const F32 z = _mm512_permutexvar_ps(wt.lanes, load_f16(sp + wt.groups_per_block));
+      for (int m = 0; m < MT; ++m) {
+        const F32 sx = _mm512_mul_ps(s, _mm512_set1_ps(x.scale[(m0 + m) * x.nb + b]));
+        const F32 xs = _mm512_loadu_ps(x.sums.data() + (m0 + m) * (x.kp / SUB) + b * 16);
+        facc[n][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[n][m]), sx, facc[n][m]);
+        facc[n][m] = _mm512_fmadd_ps(z, xs, facc[n][m]);
+      }
+    }
+  }
+  for (int n = 0; n < NT; ++n)
+    for (int m = 0; m < MT; ++m) y[(m0 + m) * ldy + n0 + n] = _mm512_reduce_add_ps(facc[n][m]);
+}
+
+// ---------------------------------------------------------------- drivers
+// Rows of W are split among threads in chunks of ROWS; each chunk's weights (at most 8 rows x K)
+// stay in L2 while every tile of activation rows passes over them, so W is read from memory once.
+constexpr int64_t ROWS = 8;
+
+template <typename Tile1, typename Tile2, typename Tile4>
+void for_tiles(int64_t M, int64_t N, Tile1 one_row, Tile2 two_rows, Tile4 four_rows) {
+  at::parallel_for(0, (N + ROWS - 1) / ROWS, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t n0 = c * ROWS, n1 = std::min(N, n0 + ROWS);
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) four_rows(n0, n1, m);
+      for (; m + 2 <= M; m += 2) two_rows(n0, n1, m);
+      if (m < M) one_row(n0, n1, m);
+    }
+  });
+}
+
+torch::Tensor finish(const torch::Tensor& y, const torch::Tensor& x, int64_t N) {
+  auto shape = x.sizes().vec();
+  shape.back() = N;
+  return y.to(x.scalar_type()).reshape(shape);
+}
+
+void check_input(const torch::Tensor& x, int64_t K) {
+  TORCH_CHECK(x.device().is_cpu(), "cpu kernel: x must be on the CPU");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x must be float32 or bfloat16");
+  TORCH_CHECK(x.size(-1) == K, "x has ", x.size(-1), " columns, the weight ", K);
+  TORCH_CHECK(K % 64 == 0, "K must be a multiple of 64");
+}
+
+torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale) {
+  const int64_t N = w.size(0), K = w.size(1);
+  check_input(x, K);
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.is_contiguous(), "w must be contiguous int8 (N, K)");
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.numel() == N, "scale must be float32 (N,)");
+  x = x.contiguous();
+  const int64_t M = x.numel() / K;
+  const QuantizedRows xq = quantize_input(x, M, K, false);
+  torch::Tensor yt = torch::empty({M, N}, torch::kFloat32);
+  float* y = yt.data_ptr<float>();
+  const int8_t* wp = w.data_ptr<int8_t>();
+  const float* sp = scale.data_ptr<float>();
+  auto tiles = [&](auto nt_full, auto mt) {
+    constexpr int NT = decltype(nt_full)::value, MT = decltype(mt)::value;
+    return [&, wp, sp](int64_t n0, int64_t n1, int64_t m) {
+      int64_t n = n0;
+      for (; n + NT <= n1; n += NT) int8_tile<NT, MT>(wp + n * K, K, xq, m, sp + n, y + n, N);
+      for (; n < n1; ++n) int8_tile<1, MT>(wp + n * K, K, xq, m, sp + n, y + n, N);
+    };
+  };
+  for_tiles(M, N, tiles(std::integral_constant<int, 8>{}, std::integral_constant<int, 1>{}),
+            tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 2>{}),
+            tiles(std::integral_constant<int, 2>{}, std::integral_constant<int, 4>{}));
+  return finish(yt, x, N);
+}
+
+void check_group(int64_t group_size) {
+  TORCH_CHECK(group_size >= 32 && group_size <= BLOCK && BLOCK % group_size == 0, "group size must divide 512");
+}
+
+torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int64_t K, int64_t group_size) {
+  check_input(x, K);
+  check_group(group_size);
+  x = x.contiguous();
+  const int64_t M = x.numel() / K;
+  const QuantizedRows xq = quantize_input(x, M, K, true);
+  const int64_t block_bytes = int4_block_bytes(group_size), row_bytes = xq.nb * block_bytes;
+  TORCH_CHECK(packed.scalar_type() == at::kByte && packed.is_contiguous() && packed.numel() == N * row_bytes + 64,
+              "packed int4 weight has the wrong size");
+  alignas(64) int32_t lanes[16];
+  for (int j = 0; j < 16; ++j) lanes[j] = j * SUB / group_size;
+  const Int4Weights wt{packed.data_ptr<uint8_t>(), xq.kp, BLOCK / group_size, block_bytes, row_bytes,
+                       _mm512_load_si512(lanes)};
+  torch::Tensor yt = torch::empty({M, N}, torch::kFloat32);
+  float* y = yt.data_ptr<float>();
+  auto tiles = [&](auto nt_full, auto mt) {
+    constexpr int NT = decltype(nt_full)::value, MT = decltype(mt)::value;
+    return [&](int64_t n0, int64_t n1, int64_t m) {
+      int64_t n = n0;
+      for (; n + NT <= n1; n += NT) int4_tile<NT, MT>(wt, n, xq, m, y, N);
+      for (; n < n1; ++n) int4_tile<1, MT>(wt, n, xq, m, y, N);
+    };
+  };
+  for_tiles(M, N, tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 1>{}),
+            tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 2>{}),
+            tiles(std::integral_constant<int, 2>{}, std::integral_constant<int, 4>{}));
+  return finish(yt, x, N);
+}
+
+// q (N, K) uint8 values 0..15, scale and low fp16 (N, K/G) -> the kernel's flat buffer. Block
+// b of a row is 4 loads of 64 bytes, then its scales and lows; byte i of load c holds sub-group
+// i/4: low nibble column 8c + i%4, high nibble column 8c + 4 + i%4 (steps 2c and 2c + 1 of the
+// sub-group). Padding columns and groups are 0.
+torch::Tensor pack_int4(torch::Tensor q, torch::Tensor scale, torch::Tensor low, int64_t group_size) {
+  TORCH_CHECK(q.scalar_type() == at::kByte && q.dim() == 2, "q must be uint8 (N, K)");
+  check_group(group_size);
+  q = q.contiguous();
+  const int64_t N = q.size(0), K = q.size(1), kp = (K + BLOCK - 1) / BLOCK * BLOCK, groups = K / group_size;
+  TORCH_CHECK(K % group_size == 0, "K must be a multiple of the group size");
+  for (const auto& t : {scale, low})
+    TORCH_CHECK(t.scalar_type() == at::kHalf && t.size(0) == N && t.size(1) == groups, "scale and low: fp16 (N, K/G)");
+  const auto sc = scale.contiguous(), lw = low.contiguous();
+  const int64_t gpb = BLOCK / group_size, block_bytes = int4_block_bytes(group_size), row_bytes = kp / BLOCK * block_bytes;
+  auto out = torch::zeros({N * row_bytes + 64}, torch::kUInt8);
+  const uint8_t* src = q.data_ptr<uint8_t>();
+  const uint16_t *sp = (const uint16_t*)sc.data_ptr<at::Half>(), *lp = (const uint16_t*)lw.data_ptr<at::Half>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t b = 0; b < kp / BLOCK; ++b) {
+        uint8_t* blk = dst + n * row_bytes + b * block_bytes;
+        for (int c = 0; c < 4; ++c)
+          for (int i = 0; i < 64; ++i) {
+            const int64_t col = b * BLOCK + (i / 4) * SUB + 8 * c + i % 4;
+            const uint8_t lo = col < K ? src[n * K + col] : 0, hi = col + 4 < K ? src[n * K + col + 4] : 0;
+            blk[c * 64 + i] = (uint8_t)(lo | (hi << 4));
+          }
+        uint16_t* scales = (uint16_t*)(blk + BLOCK / 2);
+        for (int64_t g = 0; g < gpb && b * gpb + g < groups; ++g) {
+          scales[g] = sp[n * groups + b * gpb + g];
+          scales[gpb + g] = lp[n * groups + b * gpb + g];
+        }
+      }
+  });
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("int8_linear", &int8_linear, "y = x @ (w * scale[:, None]).T, w int8 (N, K)");
+  m.def("int4_linear", &int4_linear, "y = x @ W.T for int4 weights packed by pack_int4");
+  m.def("pack_int4", &pack_int4, "q uint8 (N, K) 0..15, scale and low fp16 (N, K/G) -> the int4 kernel's buffer");
+}

@@ -1,0 +1,101 @@
+"""Our AVX-512 kernels for the quantized matmuls (model/kernels/cpu_quant.cpp) against a float64
+reference on the same quantized weights, over every tile shape the kernels have, and the
+fallback to PyTorch's stock kernels where ours cannot run."""
+
+import pytest
+import torch
+
+from mistral_serve.model import hardware
+from mistral_serve.model.kernels import REQUIRED_FLAGS, cpu_kernels, unavailable_reason
+from mistral_serve.model.quant import Int4Linear, Int8Linear, QuantConfig, quantize_int4, quantize_int8
+
+needs_kernels = pytest.mark.skipif(cpu_kernels() is None, reason=f"our CPU kernels: {unavailable_reason()}")
+
+# M rows of activations: 1, 2 and 4 are the kernels' tile heights; 3, 5, 7 and 9 mix them.
+ROWS = [1, 2, 3, 4, 5, 7, 9]
+
+
+def relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((y.double() - ref).abs().max() / ref.abs().max()).item()
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n, k", [(72, 768), (70, 1024), (9, 64)])  # K off and on the 512 block; N off 8
+@pytest.mark.parametrize("m", ROWS)
+def test_int8_kernel_matches_float64(m, n, k, dtype):
+    torch.manual_seed(m * 1000 + n + k)
+    w = torch.randn(n, k) * 0.02
+    layer = Int8Linear(k, n, dtype)
+    layer.set_weight(w)
+    assert layer.kernels is not None
+    q, scale = quantize_int8(w)
+    x = torch.randn(m, k).to(dtype)
+    ref = x.double() @ (q.double() * scale.double()[:, None]).T
+    y = layer(x)
+    assert y.dtype == dtype and y.shape == (m, n)
+    # fp32: activations rounded to int16 per 512 columns (~1e-5); bf16: the output's rounding.
+    assert relative_error(y, ref) < (1e-4 if dtype == torch.float32 else 8e-3)
+
+
+@needs_kernels
+@pytest.mark.parametrize("group", [32, 64, 128, 256])
+@pytest.mark.parametrize("m", ROWS)
+def test_int4_kernel_matches_float64(m, group):
+    torch.manual_seed(m + group)
+    n, k = 70, 1536 if group < 256 else 1024
+    w = torch.randn(n, k) * 0.02
+    layer = Int4Linear(k, n, group, torch.float32)
+    layer.set_weight(w)
+    assert layer.kernels is not None
+    q, scale, zero = quantize_int4(w, group)
+    # The kernel keeps scale and low (= zero - 8 scale, the group minimum) in fp16.
+    s16, low16 = scale.half().double(), (zero - 8 * scale).half().double()
+    deq = (q.double().reshape(n, k // group, group) * s16[..., None] + low16[..., None]).reshape(n, k)
+    x = torch.randn(m, k)
+    assert relative_error(layer(x), x.double() @ deq.T) < 1e-4
+
+
+@needs_kernels
+def test_int4_kernel_pads_k_to_its_block():
+    """K = 768 is not a multiple of the 512-column block: the padding must add nothing."""
+    torch.manual_seed(0)
+    w, x = torch.randn(64, 768) * 0.02, torch.randn(3, 768)
+    own, stock = Int4Linear(768, 64, 32, torch.float32, True), Int4Linear(768, 64, 32, torch.float32, False)
+    own.set_weight(w)
+    stock.set_weight(w)
+    assert own.kernels is not None and stock.kernels is None
+    ref = stock(x)
+    assert (own(x) - ref).abs().max() < 1e-2 * ref.abs().max()
+
+
+@needs_kernels
+def test_batched_input_keeps_its_leading_dimensions():
+    torch.manual_seed(0)
+    layer = Int8Linear(512, 96, torch.bfloat16)
+    layer.set_weight(torch.randn(96, 512))
+    x = torch.randn(2, 3, 512, dtype=torch.bfloat16)
+    assert layer(x).shape == (2, 3, 96)
+    assert torch.equal(layer(x)[1], layer(x[1]))
+
+
+def test_stock_setting_keeps_pytorchs_kernels():
+    assert QuantConfig("int8", kernels="stock") == QuantConfig("int8")  # how it runs, not what it holds
+    layer = Int8Linear(512, 64, torch.bfloat16, own_kernels=False)
+    layer.set_weight(torch.randn(64, 512))
+    assert layer.kernels is None
+    with pytest.raises(ValueError, match="cpu-kernels"):
+        QuantConfig("int8", kernels="fast")
+
+
+def test_kernels_are_not_built_for_a_cpu_without_avx512(monkeypatch):
+    monkeypatch.setattr("mistral_serve.model.kernels.cpu_flags", lambda: frozenset({"avx2", "fma", "f16c"}))
+    reason = unavailable_reason()
+    assert reason is not None and "avx512f" in reason and "avx512bw" in reason
+
+
+def test_cpu_flags_come_from_proc_cpuinfo():
+    flags = hardware.cpu_flags()
+    assert isinstance(flags, frozenset)
+    if cpu_kernels() is not None:
+        assert REQUIRED_FLAGS <= flags
