@@ -128,12 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quantize", default="none,int8,int4",
                        help="comma-separated modes, each measured in turn (default none,int8,int4)")
     bench.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
+    bench.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
+                       help="quantized matmuls on CPU: ours where the CPU allows (auto) or PyTorch's (stock)")
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     bench.add_argument("--prompt-len", type=int, default=64)
     bench.add_argument("--output-len", type=int, default=32)
-    bench.add_argument("--prefix-len", type=int, default=2000)
+    bench.add_argument("--prefix-len", type=int, default=2000, help="shared-prefix TTFT test length (0: skip it)")
     bench.add_argument("--http-clients", default="1,8,32", help="comma-separated client counts for the HTTP run")
+    bench.add_argument("--peer-batches", default="1,8,32", help="comma-separated batch sizes for the peers")
     bench.add_argument("--suites", default="engine,grammar,http,peers",
                        help="what to measure: engine (in-process), grammar (structured-output overhead), "
                             "http (live server), peers (transformers, llama.cpp)")

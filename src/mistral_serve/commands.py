@@ -218,17 +218,18 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
         folders.append((f"{name} shape", str(folder)))
     folders += [(m, m) for m in ns.model]
     models = [(label, ModelConfig(folder, ns.dtype, ns.device, data_dir=data_dir, quantize=mode,
-                                  group_size=ns.group_size))
+                                  group_size=ns.group_size, cpu_kernels=ns.cpu_kernels))
               for label, folder in folders for mode in modes]
     try:
         http_clients = tuple(int(c) for c in ns.http_clients.split(","))
+        peer_batches = tuple(int(c) for c in ns.peer_batches.split(","))
     except ValueError:
-        raise UserError(f"--http-clients must be comma-separated integers, got {ns.http_clients!r}") from None
+        raise UserError("--http-clients and --peer-batches must be comma-separated integers") from None
     suites = tuple(s for s in ns.suites.split(",") if s)
     if not set(suites) <= {"engine", "grammar", "http", "peers"}:
         raise UserError(f"--suites takes engine, grammar, http and peers, got {ns.suites!r}")
     bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len,
-                        http_clients=http_clients, suites=suites)
+                        http_clients=http_clients, peer_batches=peer_batches, suites=suites)
     out = None if str(ns.out) == "-" else Path(ns.out)
     command = "mistral-serve bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mistral-serve bench"
     print(run_bench(models, bench, out, command))

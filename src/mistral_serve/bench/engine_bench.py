@@ -68,6 +68,16 @@ def throughput(engine: LLMEngine, concurrency: int, prompt_len: int, output_len:
     return ThroughputResult(concurrency, concurrency * output_len, seconds, decode_seconds)
 
 
+def prefill_rate(engine: LLMEngine, prompt_len: int, seed: int = 2) -> float:
+    """Prompt tokens per second for one fresh prompt (its time to the first token)."""
+    rng = random.Random(seed)
+    params = SamplingParams(temperature=0.0, max_tokens=1, ignore_eos=True)
+    started = time.perf_counter()
+    engine.add_request(random_prompt(rng, prompt_len, engine.model.args.vocab_size), params)
+    run_until_done(engine)
+    return prompt_len / (time.perf_counter() - started)
+
+
 def prefix_ttft(engine: LLMEngine, prefix_len: int, seed: int = 1) -> PrefixResult:
     """TTFT of a request with a long shared prefix, first cold then with the prefix cached."""
     rng = random.Random(seed)

@@ -74,6 +74,15 @@ class LocalServer:
             time.sleep(0.5)
         raise TimeoutError("the server did not become ready")
 
+    def kv_blocks_total(self) -> int:
+        """The server's KV cache size in blocks, read from its /metrics."""
+        import httpx
+
+        for line in httpx.get(f"{self.url}/metrics", timeout=10).text.splitlines():
+            if line.startswith("mistral_serve_kv_cache_blocks_total"):
+                return int(float(line.split()[-1]))
+        return 0
+
     def peak_rss(self) -> int:
         """Bytes: the server process's high-water mark of resident memory (VmHWM)."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

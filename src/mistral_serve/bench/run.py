@@ -14,9 +14,11 @@ import torch
 
 from ..config import EngineConfig, ModelConfig
 from ..engine.engine import LLMEngine
+from ..engine.runner import kv_bytes_per_block
 from ..loading import LoadedModel, load
 from ..random_checkpoint import ensure_demo
-from .engine_bench import grammar_overhead, prefix_ttft, throughput
+from .engine_bench import grammar_overhead, prefill_rate, prefix_ttft, throughput
+from .summary import Figures, summary_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,7 @@ class BenchConfig:
     prefix_len: int = 2000
     max_num_batched_tokens: int = 512
     http_clients: tuple[int, ...] = (1, 8, 32)
+    peer_batches: tuple[int, ...] = (1, 8, 32)
     suites: tuple[str, ...] = ("engine", "grammar", "http", "peers")
 
 
@@ -35,6 +38,8 @@ class Report:
     lines: list[str] = field(default_factory=list)
     # (label, concurrency -> tokens/s) for the plot
     curves: list[tuple[str, dict[int, float]]] = field(default_factory=list)
+    # The current model's figures, for its summary table of ratios (ours / peer).
+    figures: Figures = field(default_factory=Figures)
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -57,6 +62,16 @@ def machine_description() -> str:
             f"CPU capability {torch.backends.cpu.get_cpu_capability()}{gpu}")
 
 
+def kernels_description(cfg: ModelConfig, loaded: LoadedModel) -> str:
+    from ..model.quant import kernel_name
+
+    if cfg.quantize == "none" and loaded.card.quantization == "none":
+        return ""
+    if loaded.device.type != "cpu":
+        return ", quantized matmuls: PyTorch's CUDA kernels"
+    return f", quantized matmuls: {'PyTorch stock' if cfg.cpu_kernels == 'stock' else kernel_name()} CPU kernels"
+
+
 def _weights_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
@@ -74,9 +89,14 @@ def engine_section(report: Report, loaded: LoadedModel, bench: BenchConfig, labe
         r = throughput(engine, c, bench.prompt_len, bench.output_len)
         base = base or r.decode_tokens_per_s
         curve[c] = r.decode_tokens_per_s
+        report.figures.ours_decode[c] = r.decode_tokens_per_s
         report.add(f"| {c} | {r.tokens_per_s:.1f} | {r.decode_tokens_per_s:.1f} | {r.decode_tokens_per_s / base:.1f}x |")
     report.curves.append((f"engine {label}", curve))
-    for caching in (True, False):
+    engine = LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_batched_tokens=bench.max_num_batched_tokens))
+    report.figures.ours_prefill = prefill_rate(engine, bench.prompt_len)
+    report.add("", f"Prefill: {report.figures.ours_prefill:.1f} prompt tokens/s (one {bench.prompt_len}-token prompt, "
+               f"time to its first token).")
+    for caching in (True, False) if bench.prefix_len > 0 else ():
         engine = LLMEngine(loaded.model, loaded.tokenizer,
                            EngineConfig(max_num_batched_tokens=bench.max_num_batched_tokens,
                                         enable_prefix_caching=caching))
@@ -84,6 +104,8 @@ def engine_section(report: Report, loaded: LoadedModel, bench: BenchConfig, labe
         report.add("", f"Prefix caching {'on' if caching else 'off'}: time to first token for a {p.prefix_tokens}-token "
                    f"prefix + 16 new tokens: cold {p.cold_ttft * 1000:.0f} ms, repeated {p.cached_ttft * 1000:.0f} ms "
                    f"({p.cached_ttft / p.cold_ttft:.1%} of cold; {p.cached_tokens} prompt tokens from the cache).")
+        if caching:
+            report.figures.cached_ttft_ratio = p.cached_ttft / p.cold_ttft
     report.add("")
 
 
@@ -110,7 +132,7 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
     from .http_bench import LocalServer, run_clients
 
     args = ["--dtype", cfg.dtype, "--device", cfg.device, "--quantize", cfg.quantize, "--group-size", str(cfg.group_size),
-            "--max-num-seqs", str(max(bench.http_clients))]
+            "--cpu-kernels", cfg.cpu_kernels, "--max-num-seqs", str(max(bench.http_clients))]
     if cfg.model is not None:
         args += ["--model", cfg.model]
     server = LocalServer.mistral_serve(args, cfg.data_dir)
@@ -125,19 +147,23 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
         for clients in bench.http_clients:
             r = asyncio.run(run_clients(server.url, model_id, clients, bench.prompt_len // 2, bench.output_len))
             curve[clients] = r.tokens_per_s
+            report.figures.ours_http[clients] = r.tokens_per_s
             report.add(f"| {clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
                        f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {r.errors} |")
         report.curves.append((f"http {label}", curve))
         weights = _weights_bytes(loaded.model)
-        report.add("", f"Server peak resident memory {server.peak_rss() / 2**30:.2f} GiB; weights "
-                   f"{weights / 2**30:.2f} GiB (the KV cache is reserved lazily: only blocks in use are resident).", "")
+        kv_budget = server.kv_blocks_total() * kv_bytes_per_block(loaded.model, EngineConfig().block_size)
+        peak = server.peak_rss()
+        report.figures.peak_memory_ratio = peak / (weights + kv_budget)
+        report.add("", f"Server peak resident memory {peak / 2**30:.2f} GiB; weights {weights / 2**30:.2f} GiB, "
+                   f"KV cache budget {kv_budget / 2**30:.2f} GiB (reserved lazily: only blocks in use are resident); "
+                   f"peak / (weights + KV budget) = {report.figures.peak_memory_ratio:.2f}.", "")
     finally:
         server.stop()
 
 
 # Our quantization mode -> the GGUF type llama.cpp runs against it.
 GGUF_FOR_MODE = {"none": "F16", "int8": "Q8_0", "int4": "Q4_0"}
-PEER_BATCHES = (1, 8, 32)
 
 
 def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig) -> None:
@@ -151,9 +177,12 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
     report.add("Peers on the same weights:", "", "| system | batch | prefill tok/s | decode tok/s |",
                "| --- | --- | --- | --- |")
     if cfg.quantize == "none":
-        for batch in PEER_BATCHES:
+        for batch in bench.peer_batches:
             try:
                 r = transformers_measure(folder, loaded.dtype, bench.prompt_len, bench.output_len, batch)
+                report.figures.transformers_decode[batch] = r["decode_tok_s"]
+                if batch == 1:
+                    report.figures.transformers_prefill = r["prefill_tok_s"]
                 report.add(f"| transformers `generate` ({str(loaded.dtype).removeprefix('torch.')}) | {batch} | "
                            f"{r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
             except Exception as err:  # a peer that cannot run is reported, not fatal
@@ -168,9 +197,13 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
             gguf.parent.mkdir(parents=True, exist_ok=True)
             export_gguf(folder, gguf, qtype)
         threads = torch.get_num_threads()
-        for batch in PEER_BATCHES:
+        for batch in bench.peer_batches:
             r = (llamacpp_peer.llamacpp_single_stream(gguf, bench.prompt_len, bench.output_len, threads) if batch == 1
                  else llamacpp_peer.llamacpp_batched(gguf, batch, bench.prompt_len, bench.output_len, threads))
+            report.figures.llamacpp_decode[batch] = r["decode_tok_s"]
+            if batch == 1:
+                report.figures.llamacpp_prefill = r["prefill_tok_s"]
+            report.figures.llamacpp_type = qtype
             report.add(f"| llama.cpp {qtype} | {batch} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
     except Exception as err:
         report.add(f"| llama.cpp {qtype} | | failed: {err} | |")
@@ -197,6 +230,7 @@ def llamacpp_server_section(report: Report, gguf: Path, qtype: str, bench: Bench
                    "| --- | --- | --- | --- | --- |")
         for clients in bench.http_clients:
             r = asyncio.run(run_clients(server.url, "model", clients, bench.prompt_len // 2, bench.output_len))
+            report.figures.llamacpp_server[clients] = r.tokens_per_s
             report.add(f"| {clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
                        f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {r.errors} |")
         report.add("")
@@ -248,7 +282,9 @@ def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Pa
     for label, cfg in models:
         loaded = load(cfg)
         full = f"{label}, {str(loaded.dtype).removeprefix('torch.')}, quantization {loaded.card.quantization}"
-        report.add(f"## {full} ({loaded.args.n_params / 1e6:.0f}M parameters, {loaded.device})", "")
+        report.figures = Figures()
+        report.add(f"## {full} ({loaded.args.n_params / 1e6:.0f}M parameters, {loaded.device}"
+                   f"{kernels_description(cfg, loaded)})", "")
         if "engine" in bench.suites:
             engine_section(report, loaded, bench, full)
         if "grammar" in bench.suites:
@@ -257,6 +293,7 @@ def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Pa
             http_section(report, cfg, loaded, bench, full)
         if "peers" in bench.suites:
             peers_section(report, cfg, loaded, bench)
+        report.add(*summary_lines(report.figures))
         del loaded
     if out is not None and report.curves:
         png = plot(report.curves, out.with_suffix(".png"))
