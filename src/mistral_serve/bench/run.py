@@ -269,7 +269,7 @@ def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
         ax.set_ylabel("output tokens / s")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("mistral-serve throughput against concurrency (engine: decode phase; http: whole run)")
+    fig.suptitle("mistral-serve throughput against concurrency\n(engine: decode phase; http: whole run)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
