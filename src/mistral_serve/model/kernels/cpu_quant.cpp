@@ -5,19 +5,19 @@
 // (M = 1..16 rows), where a decode step should be bound by reading the weights once.
 //
 // How: the activations are rounded to int16 with one scale per 512-column block (error below
-// max|x| / 65534, finer than the bf16 activations the model computes with), so that a weight
+// max|x| / 65000, finer than the bf16 activations the model computes with), so that a weight
 // needs only a widening load and one multiply-add of int16 pairs into int32 (vpdpwssd with
 // AVX512-VNNI, vpmaddwd + vpaddd without). Each block's int32 sums go to float accumulators
 // with the block's scale; nothing overflows (at most 2 * 16 * 128 * 32767 per lane and block).
 //
 // int8 weights: row-major (N, K) int8, one float32 scale per output row (as stored).
-// int4 weights: per row, K/2 bytes in a layout made for the kernel (see pack_int4): a 512-column
-// block is 16 sub-groups of 32 columns, and int32 lane j of the accumulator sums sub-group j, so
-// the group scales apply as one vector per block. w = q * scale + low (q in 0..15, per group),
-// with scale and low kept as fp16 (groups of 32 to 512 columns) right after the block's nibbles,
-// so that each row is one stream through memory. int4 is bound by instructions,
-// not memory, so there each int16 activation is split into two signed bytes, x = 256 hi + lo,
-// and a nibble takes byte multiply-adds (vpdpbusd: 64 per instruction, u8 x s8) against both.
+// int4 weights: one buffer in a layout made for the kernel (see pack_int4): a 512-column block
+// is 16 sub-groups of 32 columns, and int32 lane j of the accumulator sums sub-group j, so the
+// group scales apply as one vector per block. w = q * scale + low (q in 0..15, per group), with
+// scale and low kept as fp16 (groups of 32 to 512 columns) right after the block's 256 bytes of
+// nibbles, so that each row is one stream through memory. For fewer instructions per weight,
+// each int16 activation is split there into two signed bytes, x = 256 hi + lo, and a nibble
+// takes byte multiply-adds (vpdpbusd: 64 per instruction, u8 x s8) against both.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
