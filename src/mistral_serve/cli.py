@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prefix-len", type=int, default=2000, help="shared-prefix TTFT test length (0: skip it)")
     bench.add_argument("--http-clients", default="1,8,32", help="comma-separated client counts for the HTTP run")
     bench.add_argument("--peer-batches", default="1,8,32", help="comma-separated batch sizes for the peers")
-    bench.add_argument("--suites", default="engine,grammar,http,peers",
-                       help="what to measure: engine (in-process), grammar (structured-output overhead), "
+    bench.add_argument("--suites", default="kernels,engine,grammar,http,peers",
+                       help="what to measure: kernels (one quantized matmul, ours against stock), "
+                            "engine (in-process), grammar (structured-output overhead), "
                             "http (live server), peers (transformers, llama.cpp)")
     bench.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report file ('-': print only)")
     return parser

@@ -226,8 +226,8 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     except ValueError:
         raise UserError("--http-clients and --peer-batches must be comma-separated integers") from None
     suites = tuple(s for s in ns.suites.split(",") if s)
-    if not set(suites) <= {"engine", "grammar", "http", "peers"}:
-        raise UserError(f"--suites takes engine, grammar, http and peers, got {ns.suites!r}")
+    if not set(suites) <= {"kernels", "engine", "grammar", "http", "peers"}:
+        raise UserError(f"--suites takes kernels, engine, grammar, http and peers, got {ns.suites!r}")
     bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len,
                         http_clients=http_clients, peer_batches=peer_batches, suites=suites)
     out = None if str(ns.out) == "-" else Path(ns.out)

@@ -38,3 +38,15 @@ def test_bench_on_the_demo_writes_a_report_with_its_summary(tmp_path):
     assert "peak / (weights + KV budget)" in text
     assert "Summary (ours / peer" in text and "cached-prefix time to first token / cold" in text
     assert (tmp_path / "BENCH.png").is_file()
+
+
+def test_kernel_suite_times_ours_against_stock():
+    from mistral_serve.bench.kernel_bench import kernel_times
+    from mistral_serve.model.kernels import cpu_kernels
+
+    results = kernel_times(shapes=((64, 512),), rows=(1, 3), repeats=2)
+    if cpu_kernels() is None:
+        assert results == []
+        return
+    assert [(r.mode, r.rows) for r in results] == [("int8", 1), ("int8", 3), ("int4", 1), ("int4", 3)]
+    assert all(r.ours_ms > 0 and r.stock_ms > 0 for r in results)

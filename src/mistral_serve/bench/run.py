@@ -30,7 +30,7 @@ class BenchConfig:
     max_num_batched_tokens: int = 512
     http_clients: tuple[int, ...] = (1, 8, 32)
     peer_batches: tuple[int, ...] = (1, 8, 32)
-    suites: tuple[str, ...] = ("engine", "grammar", "http", "peers")
+    suites: tuple[str, ...] = ("kernels", "engine", "grammar", "http", "peers")
 
 
 @dataclass
@@ -276,9 +276,30 @@ def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
     return out
 
 
+def kernels_section(report: Report) -> None:
+    from .kernel_bench import kernel_times
+
+    results = kernel_times()
+    report.add("## Quantized matmul kernels (CPU)", "")
+    if not results:
+        from ..model.kernels import unavailable_reason
+
+        report.add(f"Our CPU kernels cannot run here ({unavailable_reason() or 'build failed'}).", "")
+        return
+    report.add("One matmul, bf16 activations, int4 group 32; best of 8 calls, ours and PyTorch's stock kernels "
+               "interleaved on the same weights (a matrix that fits the L3 cache reads partly from it).", "",
+               "| weight | mode | activation rows | ours ms | stock ms | stock / ours |", "| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        report.add(f"| {r.n}x{r.k} | {r.mode} | {r.rows} | {r.ours_ms:.2f} | {r.stock_ms:.2f} | "
+                   f"{r.stock_ms / r.ours_ms:.2f}x |")
+    report.add("")
+
+
 def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Path | None, command: str) -> str:
     report = Report(["# Benchmarks", "", f"Machine: {machine_description()}.", "",
                      f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.", ""])
+    if "kernels" in bench.suites:
+        kernels_section(report)
     for label, cfg in models:
         loaded = load(cfg)
         full = f"{label}, {str(loaded.dtype).removeprefix('torch.')}, quantization {loaded.card.quantization}"
