@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
     ns = parser.parse_args(argv)
+    ns.argv = argv  # the command line as given (the bench report quotes it)
     logging.basicConfig(level=logging.INFO if getattr(ns, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from . import commands  # heavy imports (torch) only once the arguments are known

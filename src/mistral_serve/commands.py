@@ -231,7 +231,7 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len,
                         http_clients=http_clients, peer_batches=peer_batches, suites=suites)
     out = None if str(ns.out) == "-" else Path(ns.out)
-    command = "mistral-serve bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mistral-serve bench"
+    command = " ".join(["mistral-serve", *getattr(ns, "argv", ["bench"])])
     print(run_bench(models, bench, out, command))
     return 0
 
