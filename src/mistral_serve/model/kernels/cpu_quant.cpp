@@ -39,7 +39,6 @@ using I16 = __m512i;  // 32 x int16
 using I32 = __m512i;  // 16 x int32
 using F32 = __m512;   // 16 x float
 
-inline I16 load_s8(const int8_t* p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)p)); }
 inline I16 load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
 inline I32 dot_acc(I32 acc, I16 a, I16 b) {
 #ifdef __AVX512VNNI__
