@@ -4,20 +4,23 @@
 // every weight to float and reach about a third of this machine's memory bandwidth at decode
 // (M = 1..16 rows), where a decode step should be bound by reading the weights once.
 //
-// How: the activations are rounded to int16 with one scale per 512-column block (error below
-// max|x| / 65000, finer than the bf16 activations the model computes with), so that a weight
-// needs only a widening load and one multiply-add of int16 pairs into int32 (vpdpwssd with
-// AVX512-VNNI, vpmaddwd + vpaddd without). Each block's int32 sums go to float accumulators
-// with the block's scale; nothing overflows (at most 2 * 16 * 128 * 32767 per lane and block).
+// How: the activations are rounded to integers so that weights meet them in integer
+// multiply-adds (AVX512-VNNI, or two AVX512-BW instructions without it), summed exactly in int32
+// per block and scaled into float accumulators once per block.
 //
-// int8 weights: row-major (N, K) int8, one float32 scale per output row (as stored).
+// int8 weights: row-major (N, K) int8, one float32 scale per output row (as stored). Activations
+// are int16 with one scale per 512-column block (error below max|x| / 65000, finer than the bf16
+// the model computes with); two in-lane shifts sign-extend a weight to int16, and vpdpwssd
+// multiplies pairs. Nothing overflows (at most 2 * 16 * 128 * 32767 per lane and block).
+//
 // int4 weights: one buffer in a layout made for the kernel (see pack_int4): a 512-column block
 // is 16 sub-groups of 32 columns, and int32 lane j of the accumulator sums sub-group j, so the
 // group scales apply as one vector per block. w = q * scale + low (q in 0..15, per group), with
 // scale and low kept as fp16 (groups of 32 to 512 columns) right after the block's 256 bytes of
-// nibbles, so that each row is one stream through memory. For fewer instructions per weight,
-// each int16 activation is split there into two signed bytes, x = 256 hi + lo, and a nibble
-// takes byte multiply-adds (vpdpbusd: 64 per instruction, u8 x s8) against both.
+// nibbles, so that each row is one stream through memory. Activations are int8 with one scale
+// per 32-column sub-group (llama.cpp's Q8_0 rounding: error below max|x| / 254 of the sub-group,
+// about 15x smaller than the int4 weights' own), so a nibble takes one byte multiply-add
+// (vpdpbusd: 64 per instruction, u8 x s8).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -25,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -32,8 +36,9 @@ namespace {
 constexpr int64_t BLOCK = 512;  // columns per activation scale, and per int4 super-block
 constexpr int64_t SUB = 32;     // columns per int4 sub-group (one int32 lane per block)
 #ifndef PF
-#define PF 2
+#define PF 2  // int8: tiles ahead to prefetch
 #endif
+constexpr int64_t INT4_AHEAD = 8;  // int4: rows ahead to prefetch (8 beat 16 here at one row)
 
 using I16 = __m512i;  // 32 x int16
 using I32 = __m512i;  // 16 x int32
@@ -58,88 +63,122 @@ inline I32 dot_u8s8(I32 acc, I16 u, I16 s) {
 inline F32 load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
 
 // ---------------------------------------------------------------- activations
-struct QuantizedRows {
-  std::vector<int16_t> q;    // (M, Kp), in the int8 or the int4 kernel's column order
-  std::vector<float> scale;  // (M, nb)
-  std::vector<float> sums;   // (M, Kp / SUB): sum of each sub-group's rounded values (int4 only)
-  int64_t kp, nb;
-};
-
 inline F32 load_row(const float* p) { return _mm512_loadu_ps(p); }
 inline F32 load_row(const at::BFloat16* p) {
   __m256i h = _mm256_loadu_si256((const __m256i*)p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// Columns k0 .. k0 + 511 of one activation row as float32 (zero past K); returns max |x|.
+// K is a multiple of 64 (checked by the caller), so blocks hold whole 16-float vectors.
 template <typename T>
-QuantizedRows quantize_rows(const T* x, int64_t M, int64_t K, bool int4_order) {
-  QuantizedRows r;
+inline float load_block(const T* row, int64_t K, int64_t k0, float* buf) {
+  const int64_t n = std::min(BLOCK, K - k0);
+  F32 amax = _mm512_setzero_ps();
+  for (int64_t k = 0; k < BLOCK; k += 16) {
+    const F32 v = k < n ? load_row(row + k0 + k) : _mm512_setzero_ps();
+    _mm512_store_ps(buf + k, v);
+    amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+  }
+  return _mm512_reduce_max_ps(amax);
+}
+
+// int8 kernel's activations: int16, one scale per 512-column block.
+struct Int16Rows {
+  std::vector<int16_t> q;    // (M, Kp); per 64 columns the 32 even ones, then the 32 odd ones
+  std::vector<float> scale;  // (M, nb)
+  int64_t kp, nb;
+};
+
+template <typename T>
+Int16Rows quantize_int16(const T* x, int64_t M, int64_t K) {
+  Int16Rows r;
   r.kp = (K + BLOCK - 1) / BLOCK * BLOCK;
   r.nb = r.kp / BLOCK;
   r.q.assign(M * r.kp, 0);
   r.scale.assign(M * r.nb, 0.f);
-  if (int4_order) r.sums.assign(M * (r.kp / SUB), 0.f);
   at::parallel_for(0, M * r.nb, 1, [&](int64_t begin, int64_t end) {
     alignas(64) float buf[BLOCK];
     alignas(64) int16_t nat[BLOCK];
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t m = i / r.nb, b = i % r.nb, k0 = b * BLOCK, n = std::min(BLOCK, K - k0);
-      // K is a multiple of 64 (checked by the caller), so blocks hold whole 16-float vectors.
-      F32 amax = _mm512_setzero_ps();
-      for (int64_t k = 0; k < BLOCK; k += 16) {
-        F32 v = k < n ? load_row(x + m * K + k0 + k) : _mm512_setzero_ps();
-        _mm512_store_ps(buf + k, v);
-        amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
-      }
-      const float mx = _mm512_reduce_max_ps(amax);
-      // +-32639 = 127 * 256 + 127: the int4 split into two signed bytes stays in range.
-      const float s = mx > 0.f ? mx / 32639.f : 1.f;
+      const int64_t m = i / r.nb, b = i % r.nb;
+      const float mx = load_block(x + m * K, K, b * BLOCK, buf);
+      const float s = mx > 0.f ? mx / 32767.f : 1.f;
       const F32 inv = _mm512_set1_ps(1.f / s);
       for (int64_t k = 0; k < BLOCK; k += 16) {
         __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(buf + k), inv));
-        qi = _mm512_max_epi32(_mm512_min_epi32(qi, _mm512_set1_epi32(32639)), _mm512_set1_epi32(-32639));
-        _mm256_store_si256((__m256i*)(nat + k), _mm512_cvtepi32_epi16(qi));
+        _mm256_store_si256((__m256i*)(nat + k), _mm512_cvtsepi32_epi16(qi));
       }
-      r.scale[m * r.nb + b] = s;
-      int16_t* out = r.q.data() + m * r.kp + k0;
-      if (!int4_order) {
-        // Per 64 columns: the 32 even ones, then the 32 odd ones (see int8_tile).
-        for (int c = 0; c < BLOCK; c += 64)
-          for (int i = 0; i < 32; ++i) {
-            out[c + i] = nat[c + 2 * i];
-            out[c + 32 + i] = nat[c + 2 * i + 1];
-          }
-        continue;
-      }
-      // Step t (0..7) of the block is 64 bytes of high halves then 64 of low halves; byte i
-      // holds sub-group i/4, column 4t + i%4 (the order pack_int4 gives the nibbles).
-      int8_t* out8 = (int8_t*)out;
-      for (int t = 0; t < 8; ++t)
-        for (int i = 0; i < 64; ++i) {
-          const int v = nat[(i / 4) * SUB + 4 * t + i % 4];
-          const int lo = ((v + 128) & 0xFF) - 128;
-          out8[t * 128 + i] = (int8_t)((v - lo) / 256);
-          out8[t * 128 + 64 + i] = (int8_t)lo;
+      r.scale[i] = s;
+      int16_t* out = r.q.data() + m * r.kp + b * BLOCK;
+      for (int c = 0; c < BLOCK; c += 64)  // see int8_tile
+        for (int e = 0; e < 32; ++e) {
+          out[c + e] = nat[c + 2 * e];
+          out[c + 32 + e] = nat[c + 2 * e + 1];
         }
-      float* sums = r.sums.data() + m * (r.kp / SUB) + b * 16;
-      for (int j = 0; j < 16; ++j) {
-        int32_t acc = 0;
-        for (int e = 0; e < SUB; ++e) acc += nat[j * SUB + e];
-        sums[j] = acc * s;
-      }
     }
   });
   return r;
 }
 
-QuantizedRows quantize_input(const torch::Tensor& x, int64_t M, int64_t K, bool int4_order) {
-  if (x.scalar_type() == at::kBFloat16) return quantize_rows(x.data_ptr<at::BFloat16>(), M, K, int4_order);
-  return quantize_rows(x.data_ptr<float>(), M, K, int4_order);
+// int4 kernel's activations: int8, one scale per 32-column sub-group.
+struct Int8Rows {
+  std::vector<int8_t> q;     // (M, Kp), in the order of the packed nibbles (see quantize_int8)
+  std::vector<float> scale;  // (M, Kp / SUB)
+  std::vector<float> sums;   // (M, Kp / SUB): scale * the sum of the sub-group's rounded values
+  int64_t kp, nb;
+};
+
+template <typename T>
+Int8Rows quantize_int8(const T* x, int64_t M, int64_t K) {
+  Int8Rows r;
+  r.kp = (K + BLOCK - 1) / BLOCK * BLOCK;
+  r.nb = r.kp / BLOCK;
+  const int64_t groups = r.kp / SUB;
+  r.q.assign(M * r.kp, 0);
+  r.scale.assign(M * groups, 0.f);
+  r.sums.assign(M * groups, 0.f);
+  at::parallel_for(0, M * r.nb, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) float buf[BLOCK];
+    alignas(64) int32_t nat[BLOCK / 4];  // the block's rounded values, 4 bytes per word
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t m = i / r.nb, b = i % r.nb;
+      load_block(x + m * K, K, b * BLOCK, buf);
+      for (int j = 0; j < 16; ++j) {
+        const F32 v0 = _mm512_load_ps(buf + j * SUB), v1 = _mm512_load_ps(buf + j * SUB + 16);
+        const float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float s = mx > 0.f ? mx / 127.f : 1.f;
+        const F32 inv = _mm512_set1_ps(1.f / s);
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+        _mm_store_si128((__m128i*)(nat + j * 8), _mm512_cvtsepi32_epi8(q0));
+        _mm_store_si128((__m128i*)(nat + j * 8 + 4), _mm512_cvtsepi32_epi8(q1));
+        r.scale[b * 16 + j + m * groups] = s;
+        r.sums[b * 16 + j + m * groups] = s * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+      }
+      // Step t (0..7) of the block is 64 bytes: bytes 4j..4j+3 are sub-group j's columns
+      // 4t..4t+3 (the order pack_int4 gives the nibbles), i.e. a transpose of 4-byte words.
+      int32_t* out = (int32_t*)(r.q.data() + m * r.kp + b * BLOCK);
+      for (int t = 0; t < 8; ++t)
+        for (int j = 0; j < 16; ++j) out[t * 16 + j] = nat[j * 8 + t];
+    }
+  });
+  return r;
+}
+
+template <typename Rows>
+Rows quantize_input(const torch::Tensor& x, int64_t M, int64_t K) {
+  if constexpr (std::is_same_v<Rows, Int16Rows>) {
+    if (x.scalar_type() == at::kBFloat16) return quantize_int16(x.data_ptr<at::BFloat16>(), M, K);
+    return quantize_int16(x.data_ptr<float>(), M, K);
+  } else {
+    if (x.scalar_type() == at::kBFloat16) return quantize_int8(x.data_ptr<at::BFloat16>(), M, K);
+    return quantize_int8(x.data_ptr<float>(), M, K);
+  }
 }
 
 // ---------------------------------------------------------------- int8
 template <int NT, int MT>
-inline void int8_tile(const int8_t* w, int64_t K, const QuantizedRows& x, int64_t m0, const float* wscale,
+inline void int8_tile(const int8_t* w, int64_t K, const Int16Rows& x, int64_t m0, const float* wscale,
                       float* y, int64_t ldy) {
   F32 facc[NT][MT];
   for (int n = 0; n < NT; ++n)
@@ -189,40 +228,39 @@ struct Int4Weights {
 inline int64_t int4_block_bytes(int64_t group_size) { return BLOCK / 2 + 4 * (BLOCK / group_size); }
 
 template <int NT, int MT>
-inline void int4_tile(const Int4Weights& wt, int64_t n0, const QuantizedRows& x, int64_t m0, float* y, int64_t ldy) {
+inline void int4_tile(const Int4Weights& wt, int64_t n0, const Int8Rows& x, int64_t m0, float* y, int64_t ldy) {
   F32 facc[NT][MT];
   for (int n = 0; n < NT; ++n)
     for (int m = 0; m < MT; ++m) facc[n][m] = _mm512_setzero_ps();
   const I16 nibble = _mm512_set1_epi8(0x0F);
+  const int64_t groups = x.kp / SUB;
   for (int64_t b = 0; b < x.nb; ++b) {
-    I32 acc[NT][MT];
+    // Two sums per (row, activation row), low and high nibbles: two dependency chains.
+    I32 acc[NT][MT], acc_hi[NT][MT];
     for (int n = 0; n < NT; ++n)
-      for (int m = 0; m < MT; ++m) acc[n][m] = _mm512_setzero_si512();
-    I32 lo_acc[NT][MT];
-    for (int n = 0; n < NT; ++n)
-      for (int m = 0; m < MT; ++m) lo_acc[n][m] = _mm512_setzero_si512();
+      for (int m = 0; m < MT; ++m) acc[n][m] = acc_hi[n][m] = _mm512_setzero_si512();
     for (int c = 0; c < 4; ++c) {
-      // Steps 2c and 2c + 1 of each activation row: high, low, high, low (64 bytes each).
-      I16 xv[MT][4];
+      I16 xv[MT][2];  // steps 2c and 2c + 1 of each activation row
       for (int m = 0; m < MT; ++m) {
-        const int8_t* xp = (const int8_t*)x.q.data() + (m0 + m) * 2 * x.kp + b * 2 * BLOCK + c * 256;
-        for (int h = 0; h < 4; ++h) xv[m][h] = _mm512_loadu_si512(xp + 64 * h);
+        const int8_t* xp = x.q.data() + (m0 + m) * x.kp + b * BLOCK + c * 128;
+        xv[m][0] = _mm512_loadu_si512(xp);
+        xv[m][1] = _mm512_loadu_si512(xp + 64);
       }
       for (int n = 0; n < NT; ++n) {
         const uint8_t* wp = wt.q + (n0 + n) * wt.row_bytes + b * wt.block_bytes + c * 64;
-        _mm_prefetch((const char*)(wp + PF * NT * wt.row_bytes), _MM_HINT_T1);  // as in int8_tile
+        // The rows 8 ahead to L2, as in int8_tile, and with them the line of scales after the
+        // nibbles: left to the hardware, that line alone halved the read rate.
+        const uint8_t* ahead = wp + INT4_AHEAD * wt.row_bytes;
+        _mm_prefetch((const char*)ahead, _MM_HINT_T1);
+        if (c == 0) _mm_prefetch((const char*)(ahead + BLOCK / 2), _MM_HINT_T1);
         const I16 v = _mm512_loadu_si512(wp);
         const I16 q0 = _mm512_and_si512(v, nibble), q1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
         for (int m = 0; m < MT; ++m) {
           acc[n][m] = dot_u8s8(acc[n][m], q0, xv[m][0]);
-          lo_acc[n][m] = dot_u8s8(lo_acc[n][m], q0, xv[m][1]);
-          acc[n][m] = dot_u8s8(acc[n][m], q1, xv[m][2]);
-          lo_acc[n][m] = dot_u8s8(lo_acc[n][m], q1, xv[m][3]);
+          acc_hi[n][m] = dot_u8s8(acc_hi[n][m], q1, xv[m][1]);
         }
       }
     }
-    for (int n = 0; n < NT; ++n)
-      for (int m = 0; m < MT; ++m) acc[n][m] = _mm512_add_epi32(_mm512_slli_epi32(acc[n][m], 8), lo_acc[n][m]);
     for (int n = 0; n < NT; ++n) {
       // 16 fp16 are read where only 512/G are the block's: the rest is not used (the buffer
       // has 64 spare bytes at its end for the last block).
@@ -230,10 +268,12 @@ inline void int4_tile(const Int4Weights& wt, int64_t n0, const QuantizedRows& x,
       const F32 s = _mm512_permutexvar_ps(wt.lanes, load_f16(sp));
       const F32 z = _mm512_permutexvar_ps(wt.lanes, load_f16(sp + wt.groups_per_block));
       for (int m = 0; m < MT; ++m) {
-        const F32 sx = _mm512_mul_ps(s, _mm512_set1_ps(x.scale[(m0 + m) * x.nb + b]));
-        const F32 xs = _mm512_loadu_ps(x.sums.data() + (m0 + m) * (x.kp / SUB) + b * 16);
-        facc[n][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[n][m]), sx, facc[n][m]);
-        facc[n][m] = _mm512_fmadd_ps(z, xs, facc[n][m]);
+        // sum_k x_k w_k = sum over sub-groups of sx * scale * sum(xq * q) + low * sum(x).
+        const int64_t g = (m0 + m) * groups + b * 16;
+        const F32 sx = _mm512_mul_ps(s, _mm512_loadu_ps(x.scale.data() + g));
+        const I32 dot = _mm512_add_epi32(acc[n][m], acc_hi[n][m]);
+        facc[n][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sx, facc[n][m]);
+        facc[n][m] = _mm512_fmadd_ps(z, _mm512_loadu_ps(x.sums.data() + g), facc[n][m]);
       }
     }
   }
@@ -279,7 +319,7 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale)
   TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.numel() == N, "scale must be float32 (N,)");
   x = x.contiguous();
   const int64_t M = x.numel() / K;
-  const QuantizedRows xq = quantize_input(x, M, K, false);
+  const Int16Rows xq = quantize_input<Int16Rows>(x, M, K);
   torch::Tensor yt = torch::empty({M, N}, torch::kFloat32);
   float* y = yt.data_ptr<float>();
   const int8_t* wp = w.data_ptr<int8_t>();
@@ -307,7 +347,7 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int6
   check_group(group_size);
   x = x.contiguous();
   const int64_t M = x.numel() / K;
-  const QuantizedRows xq = quantize_input(x, M, K, true);
+  const Int8Rows xq = quantize_input<Int8Rows>(x, M, K);
   const int64_t block_bytes = int4_block_bytes(group_size), row_bytes = xq.nb * block_bytes;
   TORCH_CHECK(packed.scalar_type() == at::kByte && packed.is_contiguous() && packed.numel() == N * row_bytes + 64,
               "packed int4 weight has the wrong size");
@@ -325,7 +365,7 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int6
       for (; n < n1; ++n) int4_tile<1, MT>(wt, n, xq, m, y, N);
     };
   };
-  for_tiles(M, N, tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 1>{}),
+  for_tiles(M, N, tiles(std::integral_constant<int, 8>{}, std::integral_constant<int, 1>{}),
             tiles(std::integral_constant<int, 4>{}, std::integral_constant<int, 2>{}),
             tiles(std::integral_constant<int, 2>{}, std::integral_constant<int, 4>{}));
   return finish(yt, x, N);
