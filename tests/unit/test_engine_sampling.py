@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mistral_serve.engine.params import SamplingParams
-from mistral_serve.engine.sampling import (SampleRow, apply_penalties, filter_logits, make_generator,
+from mistral_serve.engine.sampling import (SampleRow, apply_penalties, draw, filter_logits, make_generator,
                                            sample, sample_row)
 
 EOS = 2
@@ -123,6 +123,18 @@ def test_temperature_sharpens_or_flattens_the_distribution():
     assert cold > 500
     assert hot < 350
     assert len(set(draws(x, 600, temperature=2.0))) == V  # every token drawn at high temperature
+
+
+def test_draw_follows_the_distribution_and_never_draws_a_zero():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.0, 0.3, 0.0])
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.bincount(torch.tensor([draw(probs, gen) for _ in range(20000)]), minlength=6)
+    assert counts[[1, 3, 5]].sum() == 0  # the last token too: past the total is never returned
+    # 20,000 draws: each share within 4 standard deviations (at most 0.014) of its probability.
+    assert torch.allclose(counts.double() / 20000, probs.double(), atol=0.014)
+    # A small probability beside a large one keeps its share.
+    tiny = torch.tensor([1.0 - 1e-3, 1e-3])
+    assert 8 <= sum(draw(tiny, gen) for _ in range(20000)) <= 35
 
 
 def test_sampling_respects_filters():
