@@ -32,8 +32,8 @@ def _add_quant_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256],
                    help="int4 group size (default 32)")
     p.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
-                   help="quantized matmuls on CPU: auto = our AVX-512 kernels where the CPU has them "
-                        "(compiled on first use), else PyTorch's; stock = always PyTorch's")
+                   help="matmuls on CPU (quantized, and bf16 at decode): auto = our AVX-512 kernels where "
+                        "the CPU has them (compiled on first use), else PyTorch's; stock = always PyTorch's")
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated modes, each measured in turn (default none,int8,int4)")
     bench.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
     bench.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
-                       help="quantized matmuls on CPU: ours where the CPU allows (auto) or PyTorch's (stock)")
+                       help="matmuls on CPU (quantized, and bf16 at decode): ours where the CPU allows "
+                            "(auto) or PyTorch's (stock)")
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     bench.add_argument("--prompt-len", type=int, default=64)

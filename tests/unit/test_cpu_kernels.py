@@ -1,13 +1,17 @@
-"""Our AVX-512 kernels for the quantized matmuls (model/kernels/cpu_quant.cpp) against a float64
-reference on the same quantized weights, over every tile shape the kernels have, and the
-fallback to PyTorch's stock kernels where ours cannot run."""
+"""Our AVX-512 kernels (model/kernels/): the quantized matmuls (cpu_quant.cpp) and the bf16 one
+(cpu_bf16.cpp) against a float64 reference on the same weights, over every tile shape the kernels
+have, and the fallback to PyTorch's kernels where ours cannot run."""
 
 import pytest
 import torch
 
 from mistral_serve.model import hardware
+from mistral_serve.model import dense
+from mistral_serve.model.dense import Bf16Linear
 from mistral_serve.model.kernels import REQUIRED_FLAGS, cpu_kernels, unavailable_reason
-from mistral_serve.model.quant import Int4Linear, Int8Linear, QuantConfig, quantize_int4, quantize_int8
+from mistral_serve.model.quant import (Int4Linear, Int8Linear, QuantConfig, matmul_kernels, quantize_int4,
+                                       quantize_int8, swap_linears)
+from mistral_serve.model.transformer import Transformer
 
 needs_kernels = pytest.mark.skipif(cpu_kernels() is None, reason=f"our CPU kernels: {unavailable_reason()}")
 
@@ -93,6 +97,54 @@ def test_batched_input_keeps_its_leading_dimensions():
     x = torch.randn(2, 3, 512, dtype=torch.bfloat16)
     assert layer(x).shape == (2, 3, 96)
     assert torch.equal(layer(x)[1], layer(x[1]))
+
+
+needs_bf16 = pytest.mark.skipif(dense.bf16_kernels(64) is None, reason="our bf16 kernel needs AVX512-BF16")
+
+
+@needs_bf16
+@pytest.mark.parametrize("n, k", [(70, 96), (9, 1024), (40, 4096)])  # N off the 8-row tile; K on 32
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8])
+def test_bf16_kernel_matches_float64(m, n, k):
+    torch.manual_seed(m * 100 + n)
+    layer = Bf16Linear(k, n).to(torch.bfloat16)
+    assert layer.kernels is not None
+    x = torch.randn(m, k, dtype=torch.bfloat16)
+    ref = x.double() @ layer.weight.double().T
+    y = layer(x)
+    assert y.dtype == torch.bfloat16 and y.shape == (m, n)
+    # float32 sums, then the output's bf16 rounding (at most 2^-8 relative).
+    assert relative_error(y, ref) < 4e-3
+    assert relative_error(layer.kernels.bf16_linear(x, layer.weight).float(), ref) < 4e-3
+
+
+@needs_bf16
+def test_bf16_layer_leaves_large_batches_and_float32_to_pytorch():
+    torch.manual_seed(0)
+    layer = Bf16Linear(256, 64).to(torch.bfloat16)
+    big = torch.randn(dense.MAX_ROWS + 1, 256, dtype=torch.bfloat16)
+    assert torch.equal(layer(big), torch.nn.functional.linear(big, layer.weight))
+    layer32 = Bf16Linear(256, 64)
+    x = torch.randn(2, 256)
+    assert torch.equal(layer32(x), torch.nn.functional.linear(x, layer32.weight))
+
+
+@needs_bf16
+def test_bf16_models_on_cpu_get_the_kernel_layer_with_the_same_state_dict():
+    from mistral_serve.model.args import ModelArgs
+
+    args = ModelArgs(dim=64, n_layers=1, head_dim=16, hidden_dim=128, n_heads=4, n_kv_heads=2, vocab_size=100)
+    plain = Transformer(args)
+    for compute, kernels, expect in [(torch.bfloat16, "auto", True), (torch.bfloat16, "stock", False),
+                                     (torch.float32, "auto", False)]:
+        with torch.device("meta"):
+            model = Transformer(args)
+        swap_linears(model, QuantConfig("none", kernels=kernels), compute, torch.device("cpu"))
+        assert isinstance(model.output, Bf16Linear) is expect
+        assert list(model.state_dict()) == list(plain.state_dict())
+        assert all(p.is_meta for p in model.parameters())  # nothing allocated before loading
+    model = Transformer(args).to(torch.bfloat16)
+    assert matmul_kernels(model) == "PyTorch"
 
 
 def test_stock_setting_keeps_pytorchs_kernels():

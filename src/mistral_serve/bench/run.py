@@ -62,14 +62,12 @@ def machine_description() -> str:
             f"CPU capability {torch.backends.cpu.get_cpu_capability()}{gpu}")
 
 
-def kernels_description(cfg: ModelConfig, loaded: LoadedModel) -> str:
-    from ..model.quant import kernel_name
+def kernels_description(loaded: LoadedModel) -> str:
+    from ..model.quant import matmul_kernels
 
-    if cfg.quantize == "none" and loaded.card.quantization == "none":
-        return ""
     if loaded.device.type != "cpu":
-        return ", quantized matmuls: PyTorch's CUDA kernels"
-    return f", quantized matmuls: {'PyTorch stock' if cfg.cpu_kernels == 'stock' else kernel_name()} CPU kernels"
+        return ", matmuls: PyTorch's CUDA kernels"
+    return f", matmuls: {matmul_kernels(loaded.model)}"
 
 
 def _weights_bytes(model: torch.nn.Module) -> int:
@@ -305,7 +303,7 @@ def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Pa
         full = f"{label}, {str(loaded.dtype).removeprefix('torch.')}, quantization {loaded.card.quantization}"
         report.figures = Figures()
         report.add(f"## {full} ({loaded.args.n_params / 1e6:.0f}M parameters, {loaded.device}"
-                   f"{kernels_description(cfg, loaded)})", "")
+                   f"{kernels_description(loaded)})", "")
         if "engine" in bench.suites:
             engine_section(report, loaded, bench, full)
         if "grammar" in bench.suites:

@@ -9,6 +9,7 @@ fastest kernel we have for the device:
 - int4, other CPUs: aten._weight_int4pack_mm_for_cpu (tinygemm layout, groups along K);
 - int4, CUDA: aten._weight_int4pack_mm (bf16 activations);
 - int8, CUDA: dequantize-then-matmul (no stock weight-only int8 GEMM; unmeasured here).
+Unquantized bf16 models on CPU take dense.Bf16Linear, which has a kernel of ours too.
 
 int4 uses tinygemm's asymmetric convention: for each group of `group_size` input columns,
 scale = (max - min) / 15, zero = min + 8 * scale, q = round((w - min) / scale) in [0, 15],
@@ -23,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dense import MAX_ROWS as MAX_BF16_ROWS
+from .dense import Bf16Linear
 from .kernels import cpu_kernels
 
 MODES = ("none", "int8", "int4")
@@ -175,9 +178,15 @@ def kernel_input(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.bfloat16) else x.float()
 
 
-def kernel_name() -> str:
-    """Which CPU kernels quantized layers use here (for logs and benchmark reports)."""
-    return "mistral-serve AVX-512" if cpu_kernels() is not None else "PyTorch stock"
+def matmul_kernels(model: nn.Module) -> str:
+    """Which kernels the model's Linear layers run on here, for logs and benchmark reports."""
+    names = set()
+    for module in model.modules():
+        if isinstance(module, (Int8Linear, Int4Linear)):
+            names.add("quantized: mistral-serve AVX-512" if module.kernels is not None else "quantized: PyTorch stock")
+        elif isinstance(module, Bf16Linear) and module.kernels is not None:
+            names.add(f"bf16: mistral-serve AVX512-BF16 up to {MAX_BF16_ROWS} rows, else PyTorch")
+    return "; ".join(sorted(names)) or "PyTorch"
 
 
 def activation_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
@@ -187,20 +196,23 @@ def activation_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
 
 
 def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, device: torch.device) -> None:
-    """Replace the transformer's big Linear layers (on the meta device) by quantized ones.
+    """Replace the transformer's big Linear layers (on the meta device) by quantized ones, or by
+    Bf16Linear where the model runs unquantized in bf16 on a CPU with our kernels.
     The output layer is int8 in both modes: int4 logits cost too much quality (llama.cpp also
     keeps it at higher precision); embeddings stay in floating point (a lookup, not a GEMM)."""
-    if config.mode == "none":
+    own = config.kernels == "auto"
+    if config.mode == "none" and not (own and compute == torch.bfloat16 and device.type == "cpu"):
         return
     act = activation_dtype(device, compute)
-    own = config.kernels == "auto"
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if not isinstance(child, nn.Linear):
+            if not isinstance(child, nn.Linear) or isinstance(child, Bf16Linear) or child.bias is not None:
                 continue
             is_output = parent is model and name == "output"
-            if config.mode == "int8" or is_output:
-                new: nn.Module = Int8Linear(child.in_features, child.out_features, act, own)
+            if config.mode == "none":
+                new: nn.Module = Bf16Linear(child.in_features, child.out_features, child.weight.device)
+            elif config.mode == "int8" or is_output:
+                new = Int8Linear(child.in_features, child.out_features, act, own)
             else:
                 new = Int4Linear(child.in_features, child.out_features, config.group_size, act, own)
             setattr(parent, name, new)

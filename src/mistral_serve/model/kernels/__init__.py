@@ -1,6 +1,7 @@
-"""Our own CPU kernels for the quantized matmuls (cpu_quant.cpp), compiled on first use.
+"""Our own CPU kernels, compiled on first use: the quantized matmuls (cpu_quant.cpp) and a bf16
+matmul for decode-sized batches (cpu_bf16.cpp, where the CPU has AVX512-BF16).
 
-The C++ source is built once per machine with the compiler at hand (`-march=native`, so it uses
+The C++ sources are built once per machine with the compiler at hand (`-march=native`, so it uses
 what this CPU has) into torch's extension cache, and loaded from there afterwards. Where it cannot
 be built (no AVX-512, no C++ compiler), the quantized layers use PyTorch's stock kernels instead
 (also with `--cpu-kernels stock`); both give the same numbers to within rounding.
@@ -20,7 +21,9 @@ from ..hardware import cpu_flags
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("cpu_quant.cpp")
+FOLDER = Path(__file__).parent
+SOURCES = [FOLDER / name for name in ("bindings.cpp", "cpu_quant.cpp", "cpu_bf16.cpp")]
+HEADERS = [FOLDER / "common.h"]
 REQUIRED_FLAGS = {"avx512f", "avx512bw", "avx512vl", "f16c", "fma"}
 
 
@@ -42,7 +45,7 @@ def cpu_kernels() -> ModuleType | None:
         try:
             return _build()
         except Exception as err:  # a failed build must never stop the server: fall back
-            reason = f"building {SOURCE.name} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
+            reason = f"building {FOLDER.name}/*.cpp failed: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
     log.info("quantized matmuls use PyTorch's stock CPU kernels (%s)", reason)
     return None
 
@@ -54,8 +57,9 @@ def _build() -> ModuleType:
     # runs on one thread. The libgomp it links is the one torch has loaded already (same soname).
     # The name carries the source and the CPU's features: -march=native code built on one CPU
     # must never be loaded on another that lacks an instruction it uses.
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
-    name = f"mistral_serve_cpu_quant_{digest}"
-    log.info("compiling the CPU quantized kernels (once per machine, about a minute)")
-    return cpp_extension.load(name, [str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp"],
+    code = b"".join(path.read_bytes() for path in SOURCES + HEADERS)
+    digest = hashlib.sha256(code + " ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    name = f"mistral_serve_cpu_kernels_{digest}"
+    log.info("compiling our CPU kernels (once per machine, about a minute)")
+    return cpp_extension.load(name, [str(path) for path in SOURCES], extra_cflags=["-O3", "-march=native", "-fopenmp"],
                              extra_ldflags=["-fopenmp"], verbose=False)

@@ -21,16 +21,9 @@
 // per 32-column sub-group (llama.cpp's Q8_0 rounding: error below max|x| / 254 of the sub-group,
 // about 15x smaller than the int4 weights' own), so a nibble takes one byte multiply-add
 // (vpdpbusd: 64 per instruction, u8 x s8).
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
-#include <immintrin.h>
+#include "common.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <type_traits>
-#include <vector>
-
+namespace mskernels {
 namespace {
 
 constexpr int64_t BLOCK = 512;  // columns per activation scale, and per int4 super-block
@@ -39,10 +32,6 @@ constexpr int64_t SUB = 32;     // columns per int4 sub-group (one int32 lane pe
 #define PF 2  // int8: tiles ahead to prefetch
 #endif
 constexpr int64_t INT4_AHEAD = 8;  // int4: rows ahead to prefetch (8 beat 16 here at one row)
-
-using I16 = __m512i;  // 32 x int16
-using I32 = __m512i;  // 16 x int32
-using F32 = __m512;   // 16 x float
 
 inline I16 load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
 inline I32 dot_acc(I32 acc, I16 a, I16 b) {
@@ -281,40 +270,11 @@ inline void int4_tile(const Int4Weights& wt, int64_t n0, const Int8Rows& x, int6
     for (int m = 0; m < MT; ++m) y[(m0 + m) * ldy + n0 + n] = _mm512_reduce_add_ps(facc[n][m]);
 }
 
-// ---------------------------------------------------------------- drivers
-// Rows of W are split among threads in chunks of ROWS; each chunk's weights (at most 8 rows x K)
-// stay in L2 while every tile of activation rows passes over them, so W is read from memory once.
-constexpr int64_t ROWS = 8;
-
-template <typename Tile1, typename Tile2, typename Tile4>
-void for_tiles(int64_t M, int64_t N, Tile1 one_row, Tile2 two_rows, Tile4 four_rows) {
-  at::parallel_for(0, (N + ROWS - 1) / ROWS, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t n0 = c * ROWS, n1 = std::min(N, n0 + ROWS);
-      int64_t m = 0;
-      for (; m + 4 <= M; m += 4) four_rows(n0, n1, m);
-      for (; m + 2 <= M; m += 2) two_rows(n0, n1, m);
-      if (m < M) one_row(n0, n1, m);
-    }
-  });
-}
-
-torch::Tensor finish(const torch::Tensor& y, const torch::Tensor& x, int64_t N) {
-  auto shape = x.sizes().vec();
-  shape.back() = N;
-  return y.to(x.scalar_type()).reshape(shape);
-}
-
-void check_input(const torch::Tensor& x, int64_t K) {
-  TORCH_CHECK(x.device().is_cpu(), "cpu kernel: x must be on the CPU");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x must be float32 or bfloat16");
-  TORCH_CHECK(x.size(-1) == K, "x has ", x.size(-1), " columns, the weight ", K);
-  TORCH_CHECK(K % 64 == 0, "K must be a multiple of 64");
-}
+}  // namespace
 
 torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale) {
   const int64_t N = w.size(0), K = w.size(1);
-  check_input(x, K);
+  check_input(x, K, 64);
   TORCH_CHECK(w.scalar_type() == at::kChar && w.is_contiguous(), "w must be contiguous int8 (N, K)");
   TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.numel() == N, "scale must be float32 (N,)");
   x = x.contiguous();
@@ -338,12 +298,12 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale)
   return finish(yt, x, N);
 }
 
-void check_group(int64_t group_size) {
+static void check_group(int64_t group_size) {
   TORCH_CHECK(group_size >= 32 && group_size <= BLOCK && BLOCK % group_size == 0, "group size must divide 512");
 }
 
 torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int64_t K, int64_t group_size) {
-  check_input(x, K);
+  check_input(x, K, 64);
   check_group(group_size);
   x = x.contiguous();
   const int64_t M = x.numel() / K;
@@ -409,10 +369,4 @@ torch::Tensor pack_int4(torch::Tensor q, torch::Tensor scale, torch::Tensor low,
   return out;
 }
 
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("int8_linear", &int8_linear, "y = x @ (w * scale[:, None]).T, w int8 (N, K)");
-  m.def("int4_linear", &int4_linear, "y = x @ W.T for int4 weights packed by pack_int4");
-  m.def("pack_int4", &pack_int4, "q uint8 (N, K) 0..15, scale and low fp16 (N, K/G) -> the int4 kernel's buffer");
-}
+}  // namespace mskernels

@@ -1,0 +1,51 @@
+// Shared by our CPU kernels (cpu_quant.cpp, cpu_bf16.cpp): vector types, the row-chunked
+// parallel loop over tiles, and the checks and output conversion every entry point does.
+#pragma once
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace mskernels {
+
+using I16 = __m512i;  // 32 x int16
+using I32 = __m512i;  // 16 x int32
+using F32 = __m512;   // 16 x float
+
+// Rows of W are split among threads in chunks of ROWS; each chunk's weights (at most 8 rows x K)
+// stay in L2 while every tile of activation rows passes over them, so W is read from memory once.
+constexpr int64_t ROWS = 8;
+
+template <typename Tile1, typename Tile2, typename Tile4>
+inline void for_tiles(int64_t M, int64_t N, Tile1 one_row, Tile2 two_rows, Tile4 four_rows) {
+  at::parallel_for(0, (N + ROWS - 1) / ROWS, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t n0 = c * ROWS, n1 = std::min(N, n0 + ROWS);
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) four_rows(n0, n1, m);
+      for (; m + 2 <= M; m += 2) two_rows(n0, n1, m);
+      if (m < M) one_row(n0, n1, m);
+    }
+  });
+}
+
+inline torch::Tensor finish(const torch::Tensor& y, const torch::Tensor& x, int64_t N) {
+  auto shape = x.sizes().vec();
+  shape.back() = N;
+  return y.to(x.scalar_type()).reshape(shape);
+}
+
+// x (..., K) float32 or bfloat16 on the CPU, K a multiple of `multiple`.
+inline void check_input(const torch::Tensor& x, int64_t K, int64_t multiple) {
+  TORCH_CHECK(x.device().is_cpu(), "cpu kernel: x must be on the CPU");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x must be float32 or bfloat16");
+  TORCH_CHECK(x.size(-1) == K, "x has ", x.size(-1), " columns, the weight ", K);
+  TORCH_CHECK(K % multiple == 0, "K must be a multiple of ", multiple);
+}
+
+}  // namespace mskernels
