@@ -48,11 +48,13 @@ def test_bench_on_the_demo_writes_a_report_with_its_summary(tmp_path):
 
 def test_kernel_suite_times_ours_against_stock():
     from mistral_serve.bench.kernel_bench import kernel_times
+    from mistral_serve.model.dense import bf16_kernels
     from mistral_serve.model.kernels import cpu_kernels
 
     results = kernel_times(shapes=((64, 512),), rows=(1, 3), repeats=2)
     if cpu_kernels() is None:
         assert results == []
         return
-    assert [(r.mode, r.rows) for r in results] == [("int8", 1), ("int8", 3), ("int4", 1), ("int4", 3)]
+    bf16 = [("bf16", 1), ("bf16", 3)] if bf16_kernels(512) is not None else []
+    assert [(r.mode, r.rows) for r in results] == [("int8", 1), ("int8", 3), ("int4", 1), ("int4", 3), *bf16]
     assert all(r.ours_ms > 0 and r.stock_ms > 0 for r in results)

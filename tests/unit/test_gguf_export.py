@@ -83,6 +83,16 @@ def test_quantized_exports_load_and_stay_close(checkpoint, tmp_path, qtype):
     assert corr > {"F16": 0.9999, "Q8_0": 0.999, "Q4_0": 0.95}[qtype], corr
 
 
+def test_the_output_layer_can_take_its_own_type(checkpoint, tmp_path):
+    """As the benchmark writes Q4_0 files: our int4 mode keeps the output layer in int8."""
+    path = export_gguf(checkpoint, tmp_path / "model-q4-out8.gguf", "Q4_0", output_qtype="Q8_0")
+    kinds = {t.name: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
+    assert kinds["output.weight"] == "Q8_0" and kinds["blk.0.ffn_up.weight"] == "Q4_0"
+    assert kinds["token_embd.weight"] == "Q4_0"
+    with pytest.raises(ValueError, match="qtype"):
+        export_gguf(checkpoint, tmp_path / "bad.gguf", "Q4_0", output_qtype="Q5_K")
+
+
 def test_peer_greedy_decoding_matches_ours(checkpoint, tmp_path):
     """The benchmark loops decode right: single stream, and batched with prompts of different
     lengths split across llama_decode calls, give our model's greedy tokens."""

@@ -1,5 +1,5 @@
-"""Kernel benchmark: one quantized matmul, our CPU kernels against PyTorch's stock ones, on the
-same weights, calls interleaved so that both see the same machine."""
+"""Kernel benchmark: one matmul (int8, int4, bf16), our CPU kernels against PyTorch's stock ones,
+on the same weights, calls interleaved so that both see the same machine."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class KernelResult:
 def kernel_times(shapes=SHAPES, rows=(1, 8, 64), repeats: int = 8) -> list[KernelResult]:
     """Best time of `repeats` calls (each mode, shape and activation row count), or [] where our
     kernels cannot run here."""
+    from ..model.dense import bf16_kernels
     from ..model.kernels import cpu_kernels
     from ..model.quant import Int4Linear, Int8Linear
 
@@ -33,13 +34,22 @@ def kernel_times(shapes=SHAPES, rows=(1, 8, 64), repeats: int = 8) -> list[Kerne
     out = []
     for n, k in shapes:
         w = torch.randn(n, k) * 0.02
-        for mode in ("int8", "int4"):
-            layers = []
-            for own in (True, False):
-                layer = (Int8Linear(k, n, torch.bfloat16, own) if mode == "int8"
-                         else Int4Linear(k, n, 32, torch.bfloat16, own))
-                layer.set_weight(w)
-                layers.append(layer)
+        for mode in ("int8", "int4", "bf16"):
+            if mode == "bf16":
+                kernels = bf16_kernels(k)
+                if kernels is None:
+                    continue
+                # The kernel itself at every row count (the layer takes it up to dense.MAX_ROWS).
+                wb = w.to(torch.bfloat16)
+                layers = [lambda x, wb=wb: kernels.bf16_linear(x, wb),
+                          lambda x, wb=wb: torch.nn.functional.linear(x, wb)]
+            else:
+                layers = []
+                for own in (True, False):
+                    layer = (Int8Linear(k, n, torch.bfloat16, own) if mode == "int8"
+                             else Int4Linear(k, n, 32, torch.bfloat16, own))
+                    layer.set_weight(w)
+                    layers.append(layer)
             for m in rows:
                 x = torch.randn(m, k, dtype=torch.bfloat16)
                 best = [float("inf"), float("inf")]

@@ -161,7 +161,9 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
 
 
 # Our quantization mode -> the GGUF type llama.cpp runs against it.
-GGUF_FOR_MODE = {"none": "F16", "int8": "Q8_0", "int4": "Q4_0"}
+# Our mode -> the GGUF types of llama.cpp's file: its matrices, and its output layer, which our
+# int4 mode keeps in int8 (so llama.cpp reads the same bytes for it: Q8_0).
+GGUF_FOR_MODE = {"none": ("F16", "F16"), "int8": ("Q8_0", "Q8_0"), "int4": ("Q4_0", "Q8_0")}
 
 
 def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig) -> None:
@@ -172,7 +174,9 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
     from .transformers_peer import transformers_measure
 
     folder = Path(cfg.model) if cfg.model else ensure_demo(cfg.data_dir)
-    report.add("Peers on the same weights:", "", "| system | batch | prefill tok/s | decode tok/s |",
+    qtype, output_qtype = GGUF_FOR_MODE[cfg.quantize]
+    note = "" if output_qtype == qtype else f" (llama.cpp's {qtype} file keeps its output layer in {output_qtype}, as ours in int8)"
+    report.add(f"Peers on the same weights{note}:", "", "| system | batch | prefill tok/s | decode tok/s |",
                "| --- | --- | --- | --- |")
     if cfg.quantize == "none":
         for batch in bench.peer_batches:
@@ -188,12 +192,12 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
     if not llamacpp_peer.available():
         report.add("| llama.cpp | | not installed (`pip install llama-cpp-python gguf`: compiles, ~20 min) | |", "")
         return
-    qtype = GGUF_FOR_MODE[cfg.quantize]
-    gguf = cfg.data_dir / "bench" / "gguf" / f"{folder.name}-{qtype}.gguf"
+    suffix = qtype if output_qtype == qtype else f"{qtype}-output-{output_qtype}"
+    gguf = cfg.data_dir / "bench" / "gguf" / f"{folder.name}-{suffix}.gguf"
     try:
         if not gguf.is_file():
             gguf.parent.mkdir(parents=True, exist_ok=True)
-            export_gguf(folder, gguf, qtype)
+            export_gguf(folder, gguf, qtype, output_qtype)
         threads = torch.get_num_threads()
         for batch in bench.peer_batches:
             r = (llamacpp_peer.llamacpp_single_stream(gguf, bench.prompt_len, bench.output_len, threads) if batch == 1
@@ -278,14 +282,15 @@ def kernels_section(report: Report) -> None:
     from .kernel_bench import kernel_times
 
     results = kernel_times()
-    report.add("## Quantized matmul kernels (CPU)", "")
+    report.add("## Matmul kernels (CPU)", "")
     if not results:
         from ..model.kernels import unavailable_reason
 
         report.add(f"Our CPU kernels cannot run here ({unavailable_reason() or 'build failed'}).", "")
         return
     report.add("One matmul, bf16 activations, int4 group 32; best of 8 calls, ours and PyTorch's stock kernels "
-               "interleaved on the same weights (a matrix that fits the L3 cache reads partly from it).", "",
+               "(for bf16: F.linear, oneDNN) interleaved on the same weights (a matrix that fits the L3 cache "
+               "reads partly from it). bf16 rows time the kernel itself; the layer uses it up to 8 rows.", "",
                "| weight | mode | activation rows | ours ms | stock ms | stock / ours |", "| --- | --- | --- | --- | --- | --- |")
     for r in results:
         report.add(f"| {r.n}x{r.k} | {r.mode} | {r.rows} | {r.ours_ms:.2f} | {r.stock_ms:.2f} | "
