@@ -167,3 +167,54 @@ def test_cpu_flags_come_from_proc_cpuinfo():
     assert isinstance(flags, frozenset)
     if cpu_kernels() is not None:
         assert REQUIRED_FLAGS <= flags
+
+
+needs_ops = pytest.mark.skipif(cpu_kernels() is None, reason=f"our CPU kernels: {unavailable_reason()}")
+
+
+def torch_rms_norm(x, weight, eps):
+    """transformer.RMSNorm's PyTorch path, the one the kernel replaces."""
+    xf = x.float()
+    return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+@needs_ops
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 256), (5, 2048), (40, 64)])
+def test_fused_rms_norm_matches_the_pytorch_path(shape, dtype):
+    torch.manual_seed(shape[0])
+    x = (torch.randn(*shape) * 3).to(dtype)
+    weight = (1 + 0.1 * torch.randn(shape[-1])).to(dtype)
+    ours, ref = cpu_kernels().rms_norm(x, weight, 1e-5), torch_rms_norm(x, weight, 1e-5)
+    assert ours.dtype == dtype and ours.shape == x.shape
+    # Only the sum of squares is added in another order: float32 noise, or one bf16 step at most.
+    limit = 1e-6 if dtype == torch.float32 else 2 ** -7
+    assert ((ours.float() - ref.float()).abs() / ref.float().abs().clamp(min=1e-3)).max() <= limit
+    if dtype == torch.bfloat16:
+        assert (ours == ref).float().mean() > 0.98
+
+
+@needs_ops
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rotary_is_bit_identical_to_the_pytorch_path(dtype):
+    from mistral_serve.model.rope import apply_rotary, inv_frequencies, rotary_tables
+
+    torch.manual_seed(0)
+    n, heads, kv, d = 7, 4, 2, 64
+    qkv = torch.randn(n, (heads + 2 * kv) * d).to(dtype)
+    cos, sin = rotary_tables(torch.arange(100, 100 + n), inv_frequencies(d, 1e6), dtype)
+    q, k, v = (t.reshape(n, -1, d) for t in qkv.split([heads * d, kv * d, kv * d], dim=-1))
+    ref_q, ref_k, ref_v = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v.clone()
+    cpu_kernels().rotary_(qkv.view(n, -1, d)[:, :heads + kv], cos, sin)  # q and k in place, v untouched
+    q, k, v = (t.reshape(n, -1, d) for t in qkv.split([heads * d, kv * d, kv * d], dim=-1))
+    assert torch.equal(q, ref_q) and torch.equal(k, ref_k) and torch.equal(v, ref_v)
+
+
+def test_fused_ops_are_skipped_where_autograd_records():
+    from mistral_serve.model.fused import ops_for
+
+    x, w = torch.randn(2, 64, requires_grad=True), torch.randn(64)
+    assert ops_for(x, w) is None
+    with torch.no_grad():
+        assert ops_for(x, w) is cpu_kernels()
+    assert ops_for(x.detach(), w.double()) is None  # mixed dtypes: the PyTorch path

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .args import ModelArgs
 from .attention import AttentionBackend, NoCache
+from .fused import ops_for
 from .rope import apply_rotary, inv_frequencies, rotary_tables
 
 
@@ -22,6 +23,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        ops = ops_for(x, self.weight) if x.shape[-1] % 16 == 0 else None
+        if ops is not None:
+            return ops.rms_norm(x, self.weight, self.eps)  # the same arithmetic, in one pass
         # Normalise in float32 whatever the compute dtype, as the reference does.
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -40,9 +44,16 @@ class Attention(nn.Module):
                 layer: int) -> Tensor:
         n = x.shape[0]
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-        q, k, v = self.wqkv(x).split([q_size, kv_size, kv_size], dim=-1)
-        q = apply_rotary(q.view(n, self.n_heads, self.head_dim), cos, sin)  # (N, H, D)
-        k = apply_rotary(k.view(n, self.n_kv_heads, self.head_dim), cos, sin)  # (N, KV, D)
+        qkv = self.wqkv(x)  # (N, (H + 2 KV) D)
+        q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
+        ops = ops_for(qkv, cos, sin) if self.head_dim % 32 == 0 else None
+        if ops is not None:
+            # q and k rotated in place, as one (N, H + KV, D) view of the fresh qkv output.
+            ops.rotary_(qkv.view(n, -1, self.head_dim)[:, :self.n_heads + self.n_kv_heads], cos, sin)
+            q, k = q.view(n, self.n_heads, self.head_dim), k.view(n, self.n_kv_heads, self.head_dim)
+        else:
+            q = apply_rotary(q.view(n, self.n_heads, self.head_dim), cos, sin)  # (N, H, D)
+            k = apply_rotary(k.view(n, self.n_kv_heads, self.head_dim), cos, sin)  # (N, KV, D)
         v = v.view(n, self.n_kv_heads, self.head_dim)
         out = backend.attend(layer, q, k, v)  # (N, H, D)
         return self.wo(out.reshape(n, q_size))

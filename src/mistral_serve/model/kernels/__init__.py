@@ -1,5 +1,6 @@
-"""Our own CPU kernels, compiled on first use: the quantized matmuls (cpu_quant.cpp) and a bf16
-matmul for decode-sized batches (cpu_bf16.cpp, where the CPU has AVX512-BF16).
+"""Our own CPU kernels, compiled on first use: the quantized matmuls (cpu_quant.cpp), a bf16
+matmul for decode-sized batches (cpu_bf16.cpp, where the CPU has AVX512-BF16), and RMSNorm and
+rotary embeddings in one pass each (cpu_ops.cpp).
 
 The C++ sources are built once per machine with the compiler at hand (`-march=native`, so it uses
 what this CPU has) into torch's extension cache, and loaded from there afterwards. Where it cannot
@@ -22,7 +23,7 @@ from ..hardware import cpu_flags
 log = logging.getLogger(__name__)
 
 FOLDER = Path(__file__).parent
-SOURCES = [FOLDER / name for name in ("bindings.cpp", "cpu_quant.cpp", "cpu_bf16.cpp")]
+SOURCES = [FOLDER / name for name in ("bindings.cpp", "cpu_quant.cpp", "cpu_bf16.cpp", "cpu_ops.cpp")]
 HEADERS = [FOLDER / "common.h"]
 REQUIRED_FLAGS = {"avx512f", "avx512bw", "avx512vl", "f16c", "fma"}
 
@@ -55,11 +56,14 @@ def _build() -> ModuleType:
 
     # -fopenmp: at::parallel_for is OpenMP code inlined from the headers; without it the kernel
     # runs on one thread. The libgomp it links is the one torch has loaded already (same soname).
-    # The name carries the source and the CPU's features: -march=native code built on one CPU
-    # must never be loaded on another that lacks an instruction it uses.
+    # -ffp-contract=off: a multiply and an add stay two roundings, as in the PyTorch code that
+    # cpu_ops.cpp matches bit for bit (GCC would fuse them into one FMA by default).
+    # The name carries the sources, the flags and the CPU's features: -march=native code built on
+    # one CPU must never be loaded on another that lacks an instruction it uses.
+    cflags = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off"]
     code = b"".join(path.read_bytes() for path in SOURCES + HEADERS)
-    digest = hashlib.sha256(code + " ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(code + " ".join(cflags + sorted(cpu_flags())).encode()).hexdigest()[:12]
     name = f"mistral_serve_cpu_kernels_{digest}"
     log.info("compiling our CPU kernels (once per machine, about a minute)")
-    return cpp_extension.load(name, [str(path) for path in SOURCES], extra_cflags=["-O3", "-march=native", "-fopenmp"],
+    return cpp_extension.load(name, [str(path) for path in SOURCES], extra_cflags=cflags,
                              extra_ldflags=["-fopenmp"], verbose=False)

@@ -1,4 +1,4 @@
-// Shared by our CPU kernels (cpu_quant.cpp, cpu_bf16.cpp): vector types, the row-chunked
+// Shared by our CPU kernels (cpu_quant.cpp, cpu_bf16.cpp, cpu_ops.cpp): vector types, the row-chunked
 // parallel loop over tiles, and the checks and output conversion every entry point does.
 #pragma once
 #include <torch/extension.h>
