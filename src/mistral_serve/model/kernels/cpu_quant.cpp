@@ -31,6 +31,9 @@ constexpr int64_t SUB = 32;     // columns per int4 sub-group (one int32 lane pe
 #ifndef PF
 #define PF 2  // int8: tiles ahead to prefetch
 #endif
+// Activation blocks per thread when rounding them: one decode row (K <= 8192) stays on the calling
+// thread, as starting the thread pool costs more than the rounding.
+constexpr int64_t QUANT_GRAIN = 16;
 constexpr int64_t INT4_AHEAD = 8;  // int4: rows ahead to prefetch (8 beat 16 here at one row)
 
 inline I16 load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
@@ -86,7 +89,7 @@ Int16Rows quantize_int16(const T* x, int64_t M, int64_t K) {
   r.nb = r.kp / BLOCK;
   r.q.assign(M * r.kp, 0);
   r.scale.assign(M * r.nb, 0.f);
-  at::parallel_for(0, M * r.nb, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, M * r.nb, QUANT_GRAIN, [&](int64_t begin, int64_t end) {
     alignas(64) float buf[BLOCK];
     alignas(64) int16_t nat[BLOCK];
     for (int64_t i = begin; i < end; ++i) {
@@ -127,7 +130,7 @@ Int8Rows quantize_int8(const T* x, int64_t M, int64_t K) {
   r.q.assign(M * r.kp, 0);
   r.scale.assign(M * groups, 0.f);
   r.sums.assign(M * groups, 0.f);
-  at::parallel_for(0, M * r.nb, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, M * r.nb, QUANT_GRAIN, [&](int64_t begin, int64_t end) {
     alignas(64) float buf[BLOCK];
     alignas(64) int32_t nat[BLOCK / 4];  // the block's rounded values, 4 bytes per word
     for (int64_t i = begin; i < end; ++i) {
