@@ -104,7 +104,7 @@ needs_bf16 = pytest.mark.skipif(dense.bf16_kernels(64) is None, reason="our bf16
 
 @needs_bf16
 @pytest.mark.parametrize("n, k", [(70, 96), (9, 1024), (40, 4096)])  # N off the 8-row tile; K on 32
-@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 13])
 def test_bf16_kernel_matches_float64(m, n, k):
     torch.manual_seed(m * 100 + n)
     layer = Bf16Linear(k, n).to(torch.bfloat16)
@@ -119,14 +119,16 @@ def test_bf16_kernel_matches_float64(m, n, k):
 
 
 @needs_bf16
-def test_bf16_layer_leaves_large_batches_and_float32_to_pytorch():
+def test_bf16_rows_do_not_depend_on_the_batch_and_float32_stays_with_pytorch():
     torch.manual_seed(0)
     layer = Bf16Linear(256, 64).to(torch.bfloat16)
-    big = torch.randn(dense.MAX_ROWS + 1, 256, dtype=torch.bfloat16)
-    assert torch.equal(layer(big), torch.nn.functional.linear(big, layer.weight))
+    x = torch.randn(70, 256, dtype=torch.bfloat16)
+    whole = layer(x)
+    for m in (1, 2, 3, 4, 7, 9, 64):  # every tile height and mix of them
+        assert torch.equal(layer(x[:m]), whole[:m]), m
     layer32 = Bf16Linear(256, 64)
-    x = torch.randn(2, 256)
-    assert torch.equal(layer32(x), torch.nn.functional.linear(x, layer32.weight))
+    x32 = torch.randn(2, 256)
+    assert torch.equal(layer32(x32), torch.nn.functional.linear(x32, layer32.weight))
 
 
 @needs_bf16

@@ -39,7 +39,6 @@ def kernel_times(shapes=SHAPES, rows=(1, 8, 64), repeats: int = 8) -> list[Kerne
                 kernels = bf16_kernels(k)
                 if kernels is None:
                     continue
-                # The kernel itself at every row count (the layer takes it up to dense.MAX_ROWS).
                 wb = w.to(torch.bfloat16)
                 layers = [lambda x, wb=wb: kernels.bf16_linear(x, wb),
                           lambda x, wb=wb: torch.nn.functional.linear(x, wb)]

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dense import MAX_ROWS as MAX_BF16_ROWS
 from .dense import Bf16Linear
 from .kernels import cpu_kernels
 
@@ -185,7 +184,7 @@ def matmul_kernels(model: nn.Module) -> str:
         if isinstance(module, (Int8Linear, Int4Linear)):
             names.add("quantized: mistral-serve AVX-512" if module.kernels is not None else "quantized: PyTorch stock")
         elif isinstance(module, Bf16Linear) and module.kernels is not None:
-            names.add(f"bf16: mistral-serve AVX512-BF16 up to {MAX_BF16_ROWS} rows, else PyTorch")
+            names.add("bf16: mistral-serve AVX512-BF16")
     return "; ".join(sorted(names)) or "PyTorch"
 
 
