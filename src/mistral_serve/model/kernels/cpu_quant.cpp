@@ -75,20 +75,22 @@ inline float load_block(const T* row, int64_t K, int64_t k0, float* buf) {
   return _mm512_reduce_max_ps(amax);
 }
 
+// The columns of K padded to whole 512-column blocks.
+struct Blocks {
+  int64_t kp, nb;
+  explicit Blocks(int64_t K) : kp((K + BLOCK - 1) / BLOCK * BLOCK), nb(kp / BLOCK) {}
+};
+
 // int8 kernel's activations: int16, one scale per 512-column block.
-struct Int16Rows {
+struct Int16Rows : Blocks {
   std::vector<int16_t> q;    // (M, Kp); per 64 columns the 32 even ones, then the 32 odd ones
   std::vector<float> scale;  // (M, nb)
-  int64_t kp, nb;
+  Int16Rows(int64_t M, int64_t K) : Blocks(K), q(M * kp, 0), scale(M * nb, 0.f) {}
 };
 
 template <typename T>
 Int16Rows quantize_int16(const T* x, int64_t M, int64_t K) {
-  Int16Rows r;
-  r.kp = (K + BLOCK - 1) / BLOCK * BLOCK;
-  r.nb = r.kp / BLOCK;
-  r.q.assign(M * r.kp, 0);
-  r.scale.assign(M * r.nb, 0.f);
+  Int16Rows r(M, K);
   at::parallel_for(0, M * r.nb, QUANT_GRAIN, [&](int64_t begin, int64_t end) {
     alignas(64) float buf[BLOCK];
     alignas(64) int16_t nat[BLOCK];
@@ -114,22 +116,17 @@ Int16Rows quantize_int16(const T* x, int64_t M, int64_t K) {
 }
 
 // int4 kernel's activations: int8, one scale per 32-column sub-group.
-struct Int8Rows {
+struct Int8Rows : Blocks {
   std::vector<int8_t> q;     // (M, Kp), in the order of the packed nibbles (see quantize_int8)
   std::vector<float> scale;  // (M, Kp / SUB)
   std::vector<float> sums;   // (M, Kp / SUB): scale * the sum of the sub-group's rounded values
-  int64_t kp, nb;
+  Int8Rows(int64_t M, int64_t K) : Blocks(K), q(M * kp, 0), scale(M * kp / SUB, 0.f), sums(M * kp / SUB, 0.f) {}
 };
 
 template <typename T>
 Int8Rows quantize_int8(const T* x, int64_t M, int64_t K) {
-  Int8Rows r;
-  r.kp = (K + BLOCK - 1) / BLOCK * BLOCK;
-  r.nb = r.kp / BLOCK;
+  Int8Rows r(M, K);
   const int64_t groups = r.kp / SUB;
-  r.q.assign(M * r.kp, 0);
-  r.scale.assign(M * groups, 0.f);
-  r.sums.assign(M * groups, 0.f);
   at::parallel_for(0, M * r.nb, QUANT_GRAIN, [&](int64_t begin, int64_t end) {
     alignas(64) float buf[BLOCK];
     alignas(64) int32_t nat[BLOCK / 4];  // the block's rounded values, 4 bytes per word
