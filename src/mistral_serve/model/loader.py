@@ -18,6 +18,7 @@ from torch import Tensor
 from .args import ModelArgs
 from .checkpoint import CheckpointFiles, Source, expected_shapes, find_checkpoint, parameter_sources, read_args
 from .errors import CheckpointError
+from .kernels import cpu_kernels
 from .quant import Int4Linear, Int8Linear, QuantConfig, swap_linears
 from .quant_io import load_prequantized, stored_quant
 from .rope import inv_frequencies
@@ -67,6 +68,8 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
                               f"load it without --quantize")
     with torch.device("meta"):
         model = Transformer(args)
+    if device.type == "cpu":
+        cpu_kernels()  # built (once per machine) while loading, not at the first request's RMSNorm
     swap_linears(model, quant, dtype, device)
     shapes = {name: p.shape for name, p in model.named_parameters()}
     state: dict[str, Tensor] = {}
