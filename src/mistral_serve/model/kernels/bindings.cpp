@@ -1,5 +1,5 @@
 // The Python module: one entry per kernel (cpu_quant.cpp, cpu_bf16.cpp, cpu_ops.cpp).
-#include "common.h"
+#include <torch/extension.h>
 
 namespace mskernels {
 torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale);

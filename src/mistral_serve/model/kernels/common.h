@@ -1,8 +1,13 @@
 // Shared by our CPU kernels (cpu_quant.cpp, cpu_bf16.cpp, cpu_ops.cpp): vector types, the row-chunked
 // parallel loop over tiles, and the checks and output conversion every entry point does.
 #pragma once
-#include <torch/extension.h>
+// ATen's own headers, not torch/extension.h: the kernels need tensors and the thread pool, and
+// the full header set took most of the build's time (about a minute per file on 2 cores).
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -34,14 +39,14 @@ inline void for_tiles(int64_t M, int64_t N, Tile1 one_row, Tile2 two_rows, Tile4
   });
 }
 
-inline torch::Tensor finish(const torch::Tensor& y, const torch::Tensor& x, int64_t N) {
+inline at::Tensor finish(const at::Tensor& y, const at::Tensor& x, int64_t N) {
   auto shape = x.sizes().vec();
   shape.back() = N;
   return y.to(x.scalar_type()).reshape(shape);
 }
 
 // x (..., K) float32 or bfloat16 on the CPU, K a multiple of `multiple`.
-inline void check_input(const torch::Tensor& x, int64_t K, int64_t multiple) {
+inline void check_input(const at::Tensor& x, int64_t K, int64_t multiple) {
   TORCH_CHECK(x.device().is_cpu(), "cpu kernel: x must be on the CPU");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x must be float32 or bfloat16");
   TORCH_CHECK(x.size(-1) == K, "x has ", x.size(-1), " columns, the weight ", K);

@@ -44,14 +44,14 @@ inline void bf16_tile(const at::BFloat16* w, int64_t K, const at::BFloat16* x, i
 
 bool has_bf16_linear() { return true; }
 
-torch::Tensor bf16_linear(torch::Tensor x, torch::Tensor w) {
+at::Tensor bf16_linear(at::Tensor x, at::Tensor w) {
   const int64_t N = w.size(0), K = w.size(1);
   check_input(x, K, 32);
   TORCH_CHECK(x.scalar_type() == at::kBFloat16, "x must be bfloat16");
   TORCH_CHECK(w.scalar_type() == at::kBFloat16 && w.is_contiguous(), "w must be contiguous bfloat16 (N, K)");
   x = x.contiguous();
   const int64_t M = x.numel() / K;
-  torch::Tensor yt = torch::empty({M, N}, torch::kFloat32);
+  at::Tensor yt = at::empty({M, N}, at::kFloat);
   float* y = yt.data_ptr<float>();
   const at::BFloat16 *wp = w.data_ptr<at::BFloat16>(), *xp = x.data_ptr<at::BFloat16>();
   auto tiles = [&](auto nt_full, auto mt) {
@@ -72,7 +72,7 @@ torch::Tensor bf16_linear(torch::Tensor x, torch::Tensor w) {
 
 bool has_bf16_linear() { return false; }
 
-torch::Tensor bf16_linear(torch::Tensor, torch::Tensor) {
+at::Tensor bf16_linear(at::Tensor, at::Tensor) {
   TORCH_CHECK(false, "bf16_linear: this build's CPU lacks AVX512-BF16");
 }
 

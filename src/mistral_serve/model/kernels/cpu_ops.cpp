@@ -78,21 +78,21 @@ void rotary_rows(T* x, int64_t N, int64_t H, int64_t Dh, int64_t stride_n, int64
   });
 }
 
-void check_dtype(const torch::Tensor& t, at::ScalarType dtype, const char* name) {
+void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
   TORCH_CHECK(t.scalar_type() == dtype, name, " must have x's dtype");
 }
 
 }  // namespace
 
-torch::Tensor rms_norm(torch::Tensor x, torch::Tensor weight, double eps) {
+at::Tensor rms_norm(at::Tensor x, at::Tensor weight, double eps) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x must be float32 or bfloat16");
   check_dtype(x, x.scalar_type(), "x");
   check_dtype(weight, x.scalar_type(), "weight");
   const int64_t D = x.size(-1);
   TORCH_CHECK(D % 16 == 0 && weight.numel() == D && weight.is_contiguous(), "weight must be (D,), D a multiple of 16");
   x = x.contiguous();
-  auto y = torch::empty_like(x);
+  auto y = at::empty_like(x);
   const int64_t N = x.numel() / D;
   if (x.scalar_type() == at::kBFloat16)
     rms_norm_rows(x.data_ptr<at::BFloat16>(), weight.data_ptr<at::BFloat16>(), y.data_ptr<at::BFloat16>(), N, D, (float)eps);
@@ -102,7 +102,7 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor weight, double eps) {
 }
 
 // x (N, H, Dh) with unit stride along Dh (a view into the fused qkv output is fine), in place.
-void rotary_(torch::Tensor x, torch::Tensor cos, torch::Tensor sin) {
+void rotary_(at::Tensor x, at::Tensor cos, at::Tensor sin) {
   TORCH_CHECK(x.dim() == 3 && x.stride(2) == 1, "x must be (N, H, Dh) with contiguous rows");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x must be float32 or bfloat16");
   check_dtype(x, x.scalar_type(), "x");

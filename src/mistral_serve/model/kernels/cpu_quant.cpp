@@ -155,7 +155,7 @@ Int8Rows quantize_int8(const T* x, int64_t M, int64_t K) {
 }
 
 template <typename Rows>
-Rows quantize_input(const torch::Tensor& x, int64_t M, int64_t K) {
+Rows quantize_input(const at::Tensor& x, int64_t M, int64_t K) {
   if constexpr (std::is_same_v<Rows, Int16Rows>) {
     if (x.scalar_type() == at::kBFloat16) return quantize_int16(x.data_ptr<at::BFloat16>(), M, K);
     return quantize_int16(x.data_ptr<float>(), M, K);
@@ -272,7 +272,7 @@ inline void int4_tile(const Int4Weights& wt, int64_t n0, const Int8Rows& x, int6
 
 }  // namespace
 
-torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale) {
+at::Tensor int8_linear(at::Tensor x, at::Tensor w, at::Tensor scale) {
   const int64_t N = w.size(0), K = w.size(1);
   check_input(x, K, 64);
   TORCH_CHECK(w.scalar_type() == at::kChar && w.is_contiguous(), "w must be contiguous int8 (N, K)");
@@ -280,7 +280,7 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale)
   x = x.contiguous();
   const int64_t M = x.numel() / K;
   const Int16Rows xq = quantize_input<Int16Rows>(x, M, K);
-  torch::Tensor yt = torch::empty({M, N}, torch::kFloat32);
+  at::Tensor yt = at::empty({M, N}, at::kFloat);
   float* y = yt.data_ptr<float>();
   const int8_t* wp = w.data_ptr<int8_t>();
   const float* sp = scale.data_ptr<float>();
@@ -302,7 +302,7 @@ static void check_group(int64_t group_size) {
   TORCH_CHECK(group_size >= 32 && group_size <= BLOCK && BLOCK % group_size == 0, "group size must divide 512");
 }
 
-torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int64_t K, int64_t group_size) {
+at::Tensor int4_linear(at::Tensor x, at::Tensor packed, int64_t N, int64_t K, int64_t group_size) {
   check_input(x, K, 64);
   check_group(group_size);
   x = x.contiguous();
@@ -315,7 +315,7 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int6
   for (int j = 0; j < 16; ++j) lanes[j] = j * SUB / group_size;
   const Int4Weights wt{packed.data_ptr<uint8_t>(), xq.kp, BLOCK / group_size, block_bytes, row_bytes,
                        _mm512_load_si512(lanes)};
-  torch::Tensor yt = torch::empty({M, N}, torch::kFloat32);
+  at::Tensor yt = at::empty({M, N}, at::kFloat);
   float* y = yt.data_ptr<float>();
   auto tiles = [&](auto nt_full, auto mt) {
     constexpr int NT = decltype(nt_full)::value, MT = decltype(mt)::value;
@@ -335,7 +335,7 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int6
 // b of a row is 4 loads of 64 bytes, then its scales and lows; byte i of load c holds sub-group
 // i/4: low nibble column 8c + i%4, high nibble column 8c + 4 + i%4 (steps 2c and 2c + 1 of the
 // sub-group). Padding columns and groups are 0.
-torch::Tensor pack_int4(torch::Tensor q, torch::Tensor scale, torch::Tensor low, int64_t group_size) {
+at::Tensor pack_int4(at::Tensor q, at::Tensor scale, at::Tensor low, int64_t group_size) {
   TORCH_CHECK(q.scalar_type() == at::kByte && q.dim() == 2, "q must be uint8 (N, K)");
   check_group(group_size);
   q = q.contiguous();
@@ -345,7 +345,7 @@ torch::Tensor pack_int4(torch::Tensor q, torch::Tensor scale, torch::Tensor low,
     TORCH_CHECK(t.scalar_type() == at::kHalf && t.size(0) == N && t.size(1) == groups, "scale and low: fp16 (N, K/G)");
   const auto sc = scale.contiguous(), lw = low.contiguous();
   const int64_t gpb = BLOCK / group_size, block_bytes = int4_block_bytes(group_size), row_bytes = kp / BLOCK * block_bytes;
-  auto out = torch::zeros({N * row_bytes + 64}, torch::kUInt8);
+  auto out = at::zeros({N * row_bytes + 64}, at::kByte);
   const uint8_t* src = q.data_ptr<uint8_t>();
   const uint16_t *sp = (const uint16_t*)sc.data_ptr<at::Half>(), *lp = (const uint16_t*)lw.data_ptr<at::Half>();
   uint8_t* dst = out.data_ptr<uint8_t>();
