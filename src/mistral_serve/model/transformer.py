@@ -90,13 +90,18 @@ class Transformer(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         self.args = args
-        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        weight = torch.empty(args.vocab_size, args.dim)
+        if not weight.is_meta:  # as nn.Embedding initialises it; a meta tensor (loading) has nothing to
+            nn.init.normal_(weight)  # fill, and normal_ on one imports torch's meta kernels: 2 s a process
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=weight)
         self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         # Not a parameter: recomputed on every device move so it never comes from a checkpoint.
-        self.register_buffer("inv_freq", inv_frequencies(args.head_dim, args.rope_theta),
-                             persistent=False)
+        # Computed on the CPU and moved: on the meta device (loading) it would go through torch's
+        # Python meta kernels, whose first use imports torch._dynamo (about 2 s a process).
+        freq = inv_frequencies(args.head_dim, args.rope_theta, device=torch.device("cpu"))
+        self.register_buffer("inv_freq", freq.to(self.tok_embeddings.weight.device), persistent=False)
 
     @property
     def dtype(self) -> torch.dtype:
