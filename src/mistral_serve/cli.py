@@ -32,7 +32,7 @@ def _add_quant_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256],
                    help="int4 group size (default 32)")
     p.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
-                   help="matmuls on CPU (quantized, and bf16 at decode): auto = our AVX-512 kernels where "
+                   help="matmuls on CPU (quantized and bf16): auto = our AVX-512 kernels where "
                         "the CPU has them (compiled on first use), else PyTorch's; stock = always PyTorch's")
 
 
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated modes, each measured in turn (default none,int8,int4)")
     bench.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
     bench.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
-                       help="matmuls on CPU (quantized, and bf16 at decode): ours where the CPU allows "
+                       help="matmuls on CPU (quantized and bf16): ours where the CPU allows "
                             "(auto) or PyTorch's (stock)")
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--http-clients", default="1,8,32", help="comma-separated client counts for the HTTP run")
     bench.add_argument("--peer-batches", default="1,8,32", help="comma-separated batch sizes for the peers")
     bench.add_argument("--suites", default="kernels,engine,grammar,http,peers",
-                       help="what to measure: kernels (one quantized matmul, ours against stock), "
+                       help="what to measure: kernels (one int8, int4 or bf16 matmul, ours against stock), "
                             "engine (in-process), grammar (structured-output overhead), "
                             "http (live server), peers (transformers, llama.cpp)")
     bench.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report file ('-': print only)")

@@ -1,5 +1,5 @@
 """Our own CPU kernels, compiled on first use: the quantized matmuls (cpu_quant.cpp), a bf16
-matmul for decode-sized batches (cpu_bf16.cpp, where the CPU has AVX512-BF16), and RMSNorm and
+matmul (cpu_bf16.cpp, where the CPU has AVX512-BF16), and RMSNorm and
 rotary embeddings in one pass each (cpu_ops.cpp).
 
 The C++ sources are built once per machine with the compiler at hand (`-march=native`, so it uses

@@ -22,6 +22,13 @@ using I16 = __m512i;  // 32 x int16
 using I32 = __m512i;  // 16 x int32
 using F32 = __m512;   // 16 x float
 
+// 16 consecutive float32 or bfloat16 values as float32 (a bf16 is the top half of a float).
+inline F32 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline F32 load16(const at::BFloat16* p) {
+  const __m256i h = _mm256_loadu_si256((const __m256i*)p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 // Rows of W are split among threads in chunks of ROWS; each chunk's weights (at most 8 rows x K)
 // stay in L2 while every tile of activation rows passes over them, so W is read from memory once.
 constexpr int64_t ROWS = 8;

@@ -13,12 +13,6 @@
 namespace mskernels {
 namespace {
 
-inline F32 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline F32 load16(const at::BFloat16* p) {
-  const __m256i h = _mm256_loadu_si256((const __m256i*)p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 // float32 -> bf16 bits in the low half of each int32 lane: round to nearest even, NaN kept NaN.
 inline __m512i bf16_bits(F32 v) {
   const __m512i b = _mm512_castps_si512(v);

@@ -55,11 +55,6 @@ inline I32 dot_u8s8(I32 acc, I16 u, I16 s) {
 inline F32 load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
 
 // ---------------------------------------------------------------- activations
-inline F32 load_row(const float* p) { return _mm512_loadu_ps(p); }
-inline F32 load_row(const at::BFloat16* p) {
-  __m256i h = _mm256_loadu_si256((const __m256i*)p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
 
 // Columns k0 .. k0 + 511 of one activation row as float32 (zero past K); returns max |x|.
 // K is a multiple of 64 (checked by the caller), so blocks hold whole 16-float vectors.
@@ -68,7 +63,7 @@ inline float load_block(const T* row, int64_t K, int64_t k0, float* buf) {
   const int64_t n = std::min(BLOCK, K - k0);
   F32 amax = _mm512_setzero_ps();
   for (int64_t k = 0; k < BLOCK; k += 16) {
-    const F32 v = k < n ? load_row(row + k0 + k) : _mm512_setzero_ps();
+    const F32 v = k < n ? load16(row + k0 + k) : _mm512_setzero_ps();
     _mm512_store_ps(buf + k, v);
     amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
   }
