@@ -1,10 +1,12 @@
 """What a checkpoint folder holds: its layout, its configuration, and where each weight lives.
 
-Two layouts are understood:
+Three layouts are understood:
 - Hugging Face: `config.json` + `model.safetensors` (or shards listed in
   `model.safetensors.index.json`), tensor names like `model.layers.0.self_attn.q_proj.weight`;
 - Mistral: `params.json` + `consolidated.safetensors` (or `consolidated-0000N-of-0000M`),
-  tensor names like `layers.0.attention.wq.weight`, with q/k rows in interleaved rotary order.
+  tensor names like `layers.0.attention.wq.weight`, with q/k rows in interleaved rotary order;
+- GGUF: one `.gguf` file (or a folder holding exactly one), metadata and tensors in the file,
+  tensor names like `blk.0.attn_q.weight`, q/k rows interleaved as in Mistral's layout (gguf_io.py).
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from .args import ModelArgs
 from .errors import CheckpointError
 from .safetensors_io import SafetensorsFile
 
-Layout = Literal["hf", "mistral"]
+Layout = Literal["hf", "mistral", "gguf"]
 
 
 @dataclass(frozen=True, slots=True)
 class CheckpointFiles:
     root: Path
     layout: Layout
-    config_file: Path
-    # tensor name -> the file holding it
+    config_file: Path  # config.json, params.json, or the .gguf file itself
+    # tensor name -> the file holding it (empty for GGUF: its index is read with the file)
     weight_map: dict[str, Path]
 
 
@@ -74,10 +76,26 @@ def _tensor_names(path: Path) -> list[str]:
         return list(f.tensors)
 
 
+def _gguf_files(path: Path) -> CheckpointFiles:
+    return CheckpointFiles(path.parent, "gguf", path, {})
+
+
 def find_checkpoint(root: Path) -> CheckpointFiles:
-    """Detect the layout of a local folder; prefers the Hugging Face files when both are there."""
+    """Detect the layout of a local file or folder; prefers the Hugging Face files when a folder
+    holds several layouts."""
+    if root.is_file():
+        if root.suffix.lower() == ".gguf" or _is_gguf(root):
+            return _gguf_files(root)
+        raise CheckpointError(f"{root}: --model takes a checkpoint folder or a .gguf file; this file is neither")
     if not root.is_dir():
         raise CheckpointError(f"{root}: no such folder")
+    ggufs = sorted(p for p in root.glob("*.gguf") if p.is_file())
+    has_safetensors = any(root.glob("*.safetensors"))
+    if ggufs and not has_safetensors:
+        if len(ggufs) > 1:
+            raise CheckpointError(f"{root}: holds {len(ggufs)} GGUF files ({', '.join(p.name for p in ggufs)}); "
+                                  "pass the one to load as --model FILE.gguf")
+        return _gguf_files(ggufs[0])
     if (root / "config.json").is_file():
         weights = _hf_weight_map(root)
         if weights is not None:
@@ -92,6 +110,14 @@ def find_checkpoint(root: Path) -> CheckpointFiles:
                               "or model.safetensors.index.json (only safetensors weights are supported)")
     raise CheckpointError(f"{root}: not a checkpoint folder (expected config.json + model.safetensors, "
                           "or params.json + consolidated.safetensors)")
+
+
+def _is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def _int(cfg: dict, key: str, path: Path, default: int | None = None) -> int:
@@ -110,6 +136,11 @@ def _num(cfg: dict, key: str, path: Path, default: float) -> float:
 
 def read_args(files: CheckpointFiles) -> ModelArgs:
     path = files.config_file
+    if files.layout == "gguf":
+        from .gguf_io import gguf_args, open_gguf_file
+
+        with open_gguf_file(path) as gfile:
+            return gguf_args(gfile)
     cfg = _read_json(path)
     try:
         if files.layout == "hf":
@@ -178,6 +209,8 @@ def _one(name: str) -> Source:
 
 def parameter_sources(layout: Layout, args: ModelArgs) -> dict[str, Source]:
     """Our parameter name -> where it comes from in a checkpoint of this layout."""
+    if layout == "gguf":
+        return _gguf_sources(args)
     hf = layout == "hf"
     out: dict[str, Source] = {
         "tok_embeddings.weight": _one("model.embed_tokens.weight" if hf else "tok_embeddings.weight"),
@@ -207,6 +240,24 @@ def parameter_sources(layout: Layout, args: ModelArgs) -> dict[str, Source]:
         out[ours + "attention.wo.weight"] = _one(names["wo"])
         out[ours + "feed_forward.w13.weight"] = Source(names["w13"], (None, None))
         out[ours + "feed_forward.w2.weight"] = _one(names["w2"])
+    return out
+
+
+def _gguf_sources(args: ModelArgs) -> dict[str, Source]:
+    # llama.cpp's converter stores q/k rows interleaved, as Mistral's own layout does.
+    to_half_q = lambda w: interleaved_to_half(w, args.n_heads)  # noqa: E731
+    to_half_k = lambda w: interleaved_to_half(w, args.n_kv_heads)  # noqa: E731
+    out = {"tok_embeddings.weight": _one("token_embd.weight"), "norm.weight": _one("output_norm.weight")}
+    out["output.weight"] = out["tok_embeddings.weight"] if args.tie_embeddings else _one("output.weight")
+    for i in range(args.n_layers):
+        ours, b = f"layers.{i}.", f"blk.{i}."
+        out[ours + "attention_norm.weight"] = _one(b + "attn_norm.weight")
+        out[ours + "ffn_norm.weight"] = _one(b + "ffn_norm.weight")
+        out[ours + "attention.wqkv.weight"] = Source(
+            (b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"), (to_half_q, to_half_k, None))
+        out[ours + "attention.wo.weight"] = _one(b + "attn_output.weight")
+        out[ours + "feed_forward.w13.weight"] = Source((b + "ffn_gate.weight", b + "ffn_up.weight"), (None, None))
+        out[ours + "feed_forward.w2.weight"] = _one(b + "ffn_down.weight")
     return out
 
 

@@ -77,7 +77,8 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
         handles = {path: stack.enter_context(SafetensorsFile(path))
                    for path in sorted(set(files.weight_map.values()))}
         if stored is not None:
-            return _finish(model, load_prequantized(model, files, handles, quant, dtype, device), files, device)
+            return finish_model(model, load_prequantized(model, files, handles, quant, dtype, device),
+                                files.root, device)
         check_tensors(files, args, handles)
         for name, src in parameter_sources(files.layout, args).items():
             if name == "output.weight" and args.tie_embeddings and quant.mode == "none":
@@ -92,11 +93,10 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
             dest = torch.empty(shapes[name], dtype=dtype)
             _fill(dest, src, files, handles)
             state[name] = dest.to(device)
-    return _finish(model, state, files, device)
+    return finish_model(model, state, files.root, device)
 
 
-def _finish(model: Transformer, state: dict[str, Tensor], files: CheckpointFiles,
-            device: torch.device) -> Transformer:
+def finish_model(model: Transformer, state: dict[str, Tensor], source: Path, device: torch.device) -> Transformer:
     """Assign the float parameters, tie the output layer if asked, check nothing is missing."""
     args = model.args
     model.load_state_dict(state, strict=False, assign=True)
@@ -105,7 +105,7 @@ def _finish(model: Transformer, state: dict[str, Tensor], files: CheckpointFiles
     model.inv_freq = inv_frequencies(args.head_dim, args.rope_theta, device=device)
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_meta:  # cannot happen when check_tensors passed; guards against a silent bad model
-            raise CheckpointError(f"{files.root}: {name} was not loaded")
+            raise CheckpointError(f"{source}: {name} was not loaded")
     return model.eval().requires_grad_(False)
 
 

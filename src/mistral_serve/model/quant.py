@@ -19,6 +19,7 @@ so w ~ (q - 8) * scale + zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -122,27 +123,42 @@ class Int4Linear(nn.Module):
                  own_kernels: bool = True) -> None:
         super().__init__()
         self.own_kernels = own_kernels
-        if in_features % group_size or in_features % (Int4Linear.INNER_K_TILES * 16):
-            raise ValueError(f"int4 needs in_features ({in_features}) divisible by the group size "
-                             f"({group_size}) and by {Int4Linear.INNER_K_TILES * 16}")
+        if in_features % group_size:
+            raise ValueError(f"int4 needs in_features ({in_features}) divisible by the group size ({group_size})")
         self.in_features, self.out_features = in_features, out_features
         self.group_size, self.act_dtype = group_size, act_dtype
         self.register_buffer("weight", torch.empty(0, dtype=torch.uint8))
         self.register_buffer("scales_and_zeros", torch.empty(0, dtype=act_dtype))
         self.kernels = None  # our compiled CPU kernels, when set_quantized found them usable
+        # Set when neither our kernel nor tinygemm takes this shape (tinygemm needs K % 128,
+        # e.g. SmolLM2's dim 576 on a CPU without AVX-512): the int4 values dequantized, (N, K).
+        self.dense: Tensor | None = None
 
     def set_weight(self, w: Tensor) -> None:
         self.set_quantized(*quantize_int4(w, self.group_size))
 
-    def set_quantized(self, q: Tensor, scale: Tensor, zero: Tensor) -> None:
-        """q uint8 (N, K) in [0, 15], scale and zero (N, K/g), on the target device; packed
-        here into the layout of the device's kernel."""
+    def set_quantized(self, q: Tensor, scale: Tensor, zero: Tensor | None = None, *,
+                      low: Tensor | None = None) -> None:
+        """q uint8 (N, K) in [0, 15], scale and either zero or low (N, K/g), on the target
+        device; packed here into the layout of the device's kernel.
+
+        w = (q - 8) * scale + zero = q * scale + low. GGUF's Q4_0 (low = -8 * d) and Q4_1
+        (low = m) come as `low` with fp16 values, which our kernel stores exactly."""
+        if (zero is None) == (low is None):
+            raise ValueError("set_quantized takes exactly one of zero and low")
         self.kernels = usable_kernels(q.device, self.in_features) if self.own_kernels else None
+        self.dense = None
         if self.kernels is not None:
             # One flat buffer: nibbles with each block's fp16 scales and lows (w = q * scale + low).
-            low = (zero - 8.0 * scale).half()
+            low = (zero - 8.0 * scale if low is None else low).half()
             self.weight = self.kernels.pack_int4(q.to(torch.uint8), scale.half(), low, self.group_size)
             self.scales_and_zeros = torch.empty(0, dtype=torch.float16)
+            return
+        if zero is None:
+            zero = low.float() + 8.0 * scale.float()
+        if self.in_features % (self.INNER_K_TILES * 16):
+            self.dense = dequantize_int4(q, scale.float(), zero.float(), self.group_size).to(self.act_dtype)
+            self.weight = torch.empty(0, dtype=torch.uint8, device=q.device)
             return
         # (K/g, N, 2): the layout tinygemm reads.
         sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(self.act_dtype)
@@ -156,6 +172,8 @@ class Int4Linear(nn.Module):
         if self.kernels is not None:
             return self.kernels.int4_linear(kernel_input(x), self.weight, self.out_features, self.in_features,
                                             self.group_size).to(x.dtype)
+        if self.dense is not None:
+            return F.linear(x.to(self.act_dtype), self.dense).to(x.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).to(self.act_dtype)
         if x.device.type == "cpu":
@@ -194,23 +212,31 @@ def activation_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
     return torch.bfloat16 if compute in (torch.bfloat16, torch.float32) else compute
 
 
-def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, device: torch.device) -> None:
+def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, device: torch.device,
+                 modes: Callable[[str], str] | None = None) -> None:
     """Replace the transformer's big Linear layers (on the meta device) by quantized ones, or by
     Bf16Linear where the model runs unquantized in bf16 on a CPU with our kernels.
     The output layer is int8 in both modes: int4 logits cost too much quality (llama.cpp also
-    keeps it at higher precision); embeddings stay in floating point (a lookup, not a GEMM)."""
+    keeps it at higher precision); embeddings stay in floating point (a lookup, not a GEMM).
+
+    `modes`, when given, picks the mode of each layer by its name ("layers.0.attention.wqkv")
+    instead of `config.mode`: a GGUF file mixes types (Q4_K_M keeps some matrices in Q6_K)."""
     own = config.kernels == "auto"
-    if config.mode == "none" and not (own and compute == torch.bfloat16 and device.type == "cpu"):
+    bf16_dense = own and compute == torch.bfloat16 and device.type == "cpu"
+    if config.mode == "none" and modes is None and not bf16_dense:
         return
     act = activation_dtype(device, compute)
-    for parent in list(model.modules()):
+    for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or isinstance(child, Bf16Linear) or child.bias is not None:
                 continue
             is_output = parent is model and name == "output"
-            if config.mode == "none":
+            mode = modes(f"{parent_name}.{name}".lstrip(".")) if modes else config.mode
+            if mode == "none":
+                if not bf16_dense:
+                    continue
                 new: nn.Module = Bf16Linear(child.in_features, child.out_features, child.weight.device)
-            elif config.mode == "int8" or is_output:
+            elif mode == "int8" or is_output:
                 new = Int8Linear(child.in_features, child.out_features, act, own)
             else:
                 new = Int4Linear(child.in_features, child.out_features, config.group_size, act, own)
