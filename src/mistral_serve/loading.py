@@ -12,17 +12,19 @@ import torch
 
 from .catalog import ModelCard, card_for
 from .config import ModelConfig
-from .model import hub
+from .model import hub, ollama
 from .model.args import ModelArgs
 from .model.checkpoint import CheckpointFiles, find_checkpoint, read_args
 from .model.errors import CheckpointError
+from .model.gguf_io import GGUFFile, gguf_args, open_gguf_file
+from .model.gguf_loader import layer_modes, load_gguf_transformer
 from .model.hardware import configure_threads, resolve_device, resolve_dtype
 from .model.loader import load_transformer
 from .model.quant import QuantConfig
 from .model.quant_io import stored_quant
 from .model.transformer import Transformer
 from .random_checkpoint import ensure_demo, is_demo_folder
-from .tokenizer import Tokenizer, TokenizerError, find_tokenizer_file
+from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -39,54 +41,80 @@ class LoadedModel:
     device: torch.device
 
 
-def resolve_folder(ref: str | None, data_dir: Path) -> Path:
-    """The demo for None, an existing local folder, else a hub id to download."""
+def resolve_model(ref: str | None, data_dir: Path) -> Path:
+    """The demo for None, an existing local folder or file, an Ollama model, else a hub id."""
     if ref is None:
         return ensure_demo(data_dir)
+    if ref.startswith(ollama.PREFIX):
+        return ollama.resolve(ref)
     path = Path(ref).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: --model expects a checkpoint folder, not a file")
         return path
     if hub.looks_like_repo_id(ref):
         return hub.download(ref)
-    raise CheckpointError(f"{ref}: no such folder, and not a Hugging Face hub id (owner/name)")
+    raise CheckpointError(f"{ref}: no such file or folder, not an Ollama model (ollama:NAME), "
+                          "and not a Hugging Face hub id (owner/name)")
 
 
-def load_tokenizer(root: Path, args: ModelArgs) -> Tokenizer:
-    path = find_tokenizer_file(root)
-    if path is None:
-        raise CheckpointError(f"{root}: no tokenizer file (tokenizer.model.v3, tokenizer.model or tekken.json)")
+def _tokenizer(files: CheckpointFiles, args: ModelArgs, cfg: ModelConfig, gfile: GGUFFile | None) -> Tokenizer:
     try:
-        tok = Tokenizer.from_file(path)
+        tok = load_tokenizer(None if gfile else files.root, gguf_path=gfile.path if gfile else None,
+                             gguf_meta=gfile.metadata if gfile else None, chat_template=cfg.chat_template,
+                             model_vocab_size=args.vocab_size)
     except TokenizerError as err:
         raise CheckpointError(str(err)) from None
-    if tok.vocab_size != args.vocab_size:
-        raise CheckpointError(f"{path}: the tokenizer has {tok.vocab_size} tokens but the model's "
+    if tok.template == "mistral" and gfile is None and tok.vocab_size != args.vocab_size:
+        # Mistral's vocabularies and weights come in exact pairs (v1: 32000, v3: 32768); any other
+        # pairing is the wrong tokenizer file, and the model would emit ids it cannot decode.
+        raise CheckpointError(f"{tok.path}: the tokenizer has {tok.vocab_size} tokens but the model's "
                               f"vocabulary has {args.vocab_size}: weights and tokenizer do not match")
     return tok
 
 
+def _load_weights(files: CheckpointFiles, args: ModelArgs, cfg: ModelConfig, gfile: GGUFFile | None,
+                  device: torch.device) -> tuple[Transformer, torch.dtype, str]:
+    """The model, its compute dtype, and a label of what its weights are."""
+    if gfile is not None:
+        modes = layer_modes(gfile, args, cfg.quantize)
+        float_params = args.n_params if all(m == "none" for m in modes.values()) else args.vocab_size * args.dim
+        dtype = resolve_dtype(cfg.dtype, device, float_params)
+        model, label = load_gguf_transformer(gfile, args, dtype, device, cfg.quantize, cfg.group_size,
+                                             cfg.cpu_kernels)
+        return model, dtype, label
+    stored = stored_quant(files.config_file) if files.layout == "hf" else None
+    if cfg.quantize in ("auto", "none"):
+        if stored is not None and cfg.quantize == "none":
+            raise CheckpointError(f"{files.config_file}: the checkpoint is stored quantized ({stored.label}); "
+                                  "--quantize none cannot turn it back into float weights (use --quantize auto)")
+        # auto: float checkpoints stay float; pre-quantized ones load as written.
+        quant = dataclasses.replace(stored, kernels=cfg.cpu_kernels) if stored else QuantConfig(kernels=cfg.cpu_kernels)
+    else:
+        quant = QuantConfig(cfg.quantize, cfg.group_size, cfg.cpu_kernels)
+    # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
+    float_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
+    dtype = resolve_dtype(cfg.dtype, device, float_params)
+    return load_transformer(files, args, dtype, device, quant), dtype, quant.label
+
+
 def load(cfg: ModelConfig) -> LoadedModel:
     started = time.monotonic()
-    root = resolve_folder(cfg.model, cfg.data_dir)
-    files = find_checkpoint(root)
-    args = read_args(files)
-    tokenizer = load_tokenizer(root, args)
-    device = resolve_device(cfg.device)
-    threads = configure_threads()
-    quant = QuantConfig(cfg.quantize, cfg.group_size, cfg.cpu_kernels)
-    stored = stored_quant(files.config_file) if files.layout == "hf" else None
-    if stored is not None and cfg.quantize == "none":
-        quant = dataclasses.replace(stored, kernels=cfg.cpu_kernels)  # pre-quantized: loads as written
-    # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
-    weight_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
-    dtype = resolve_dtype(cfg.dtype, device, weight_params)
-    model = load_transformer(files, args, dtype, device, quant)
-    demo = cfg.model is None or is_demo_folder(root)
+    path = resolve_model(cfg.model, cfg.data_dir)
+    files = find_checkpoint(path)
+    gfile = open_gguf_file(files.config_file) if files.layout == "gguf" else None
+    try:
+        args = gguf_args(gfile) if gfile else read_args(files)
+        tokenizer = _tokenizer(files, args, cfg, gfile)
+        device = resolve_device(cfg.device)
+        threads = configure_threads()
+        model, dtype, label = _load_weights(files, args, cfg, gfile, device)
+    finally:
+        if gfile is not None:
+            gfile.close()
+    demo = cfg.model is None or is_demo_folder(files.root)
     card = card_for(args, cfg.model or "demo", demo=demo, served_name=cfg.served_model_name,
-                    quantization=quant.label)
-    log.info("loaded %s (%s layout, %.0fM parameters, %s on %s with %d CPU threads, tokenizer %s) in %.1fs",
-             root, files.layout, args.n_params / 1e6, str(dtype).removeprefix("torch."), device, threads,
+                    quantization=label, metadata=gfile.metadata if gfile else None,
+                    chat_template=tokenizer.version)
+    log.info("loaded %s (%s layout, %.0fM parameters, %s, %s on %s with %d CPU threads, tokenizer %s) in %.1fs",
+             path, files.layout, args.n_params / 1e6, label, str(dtype).removeprefix("torch."), device, threads,
              tokenizer.version, time.monotonic() - started)
     return LoadedModel(model, tokenizer, args, card, files, cfg.model or "demo", dtype, device)

@@ -101,7 +101,8 @@ def test_ctrl_c_stops_the_answer_not_the_program(data_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["generate", "--model", "/no/such/folder", "--prompt", "x"], "no such folder"),
+    (["generate", "--model", "/no/such/folder", "--prompt", "x"], "no such file or folder"),
+    (["generate", "--model", "ollama:not-pulled", "--prompt", "x"], "not in the Ollama store"),
     (["generate", "--model", "not a model", "--prompt", "x"], "not a Hugging Face hub id"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(data_dir, args, message):

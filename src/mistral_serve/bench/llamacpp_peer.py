@@ -205,3 +205,17 @@ def llamacpp_batched(gguf_path: Path, batch: int, prompt_len: int, output_len: i
     return {"prefill_tok_s": batch * prompt_len / prefill,
             "decode_tok_s": batch * (output_len - 1) / decode,
             "output_tok_s": batch * output_len / (prefill + decode)}
+
+
+def llamacpp_logprobs(gguf_path: Path, ids: list[int], threads: int):
+    """log-softmax of llama.cpp's logits at every position of `ids` (one pass): (len, vocab)."""
+    import llama_cpp
+    import torch
+
+    llm = llama_cpp.Llama(str(gguf_path), n_ctx=max(64, len(ids)), n_batch=len(ids), n_ubatch=len(ids),
+                          n_threads=threads, n_threads_batch=threads, logits_all=True, verbose=False)
+    try:
+        llm.eval(ids)
+        return torch.log_softmax(torch.from_numpy(np.array(llm.scores[:len(ids)], dtype=np.float32)), dim=-1)
+    finally:
+        llm.close()

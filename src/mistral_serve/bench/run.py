@@ -173,12 +173,16 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
     from .gguf_export import export_gguf
     from .transformers_peer import transformers_measure
 
+    if loaded.files.layout == "gguf":
+        gguf_peers_section(report, loaded, bench)
+        return
     folder = Path(cfg.model) if cfg.model else ensure_demo(cfg.data_dir)
-    qtype, output_qtype = GGUF_FOR_MODE[cfg.quantize]
+    mode = "none" if cfg.quantize == "auto" else cfg.quantize  # auto: a float checkpoint stays float
+    qtype, output_qtype = GGUF_FOR_MODE[mode]
     note = "" if output_qtype == qtype else f" (llama.cpp's {qtype} file keeps its output layer in {output_qtype}, as ours in int8)"
     report.add(f"Peers on the same weights{note}:", "", "| system | batch | prefill tok/s | decode tok/s |",
                "| --- | --- | --- | --- |")
-    if cfg.quantize == "none":
+    if mode == "none":
         for batch in bench.peer_batches:
             try:
                 r = transformers_measure(folder, loaded.dtype, bench.prompt_len, bench.output_len, batch)
@@ -198,18 +202,52 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
         if not gguf.is_file():
             gguf.parent.mkdir(parents=True, exist_ok=True)
             export_gguf(folder, gguf, qtype, output_qtype)
-        threads = torch.get_num_threads()
-        for batch in bench.peer_batches:
-            r = (llamacpp_peer.llamacpp_single_stream(gguf, bench.prompt_len, bench.output_len, threads) if batch == 1
-                 else llamacpp_peer.llamacpp_batched(gguf, batch, bench.prompt_len, bench.output_len, threads))
-            report.figures.llamacpp_decode[batch] = r["decode_tok_s"]
-            if batch == 1:
-                report.figures.llamacpp_prefill = r["prefill_tok_s"]
-            report.figures.llamacpp_type = qtype
-            report.add(f"| llama.cpp {qtype} | {batch} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
+        _llamacpp_runs(report, gguf, qtype, bench)
     except Exception as err:
         report.add(f"| llama.cpp {qtype} | | failed: {err} | |")
     report.add("")
+    llamacpp_server_section(report, gguf, qtype, bench)
+
+
+def _llamacpp_runs(report: Report, gguf: Path, qtype: str, bench: BenchConfig) -> None:
+    from . import llamacpp_peer
+
+    threads = torch.get_num_threads()
+    for batch in bench.peer_batches:
+        r = (llamacpp_peer.llamacpp_single_stream(gguf, bench.prompt_len, bench.output_len, threads) if batch == 1
+             else llamacpp_peer.llamacpp_batched(gguf, batch, bench.prompt_len, bench.output_len, threads))
+        report.figures.llamacpp_decode[batch] = r["decode_tok_s"]
+        if batch == 1:
+            report.figures.llamacpp_prefill = r["prefill_tok_s"]
+        report.figures.llamacpp_type = qtype
+        report.add(f"| llama.cpp {qtype} | {batch} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.1f} |")
+
+
+def gguf_peers_section(report: Report, loaded: LoadedModel, bench: BenchConfig) -> None:
+    """A GGUF checkpoint: llama.cpp runs the very same file, and both score the same passage."""
+    from . import llamacpp_peer
+    from .perplexity import next_token_logprobs, passage, perplexity_of, top1_agreement
+
+    gguf = loaded.files.config_file
+    qtype = loaded.card.quantization.rpartition("from ")[2] or "GGUF"
+    report.add(f"llama.cpp on the same file ({gguf.name}):", "", "| system | batch | prefill tok/s | decode tok/s |",
+               "| --- | --- | --- | --- |")
+    if not llamacpp_peer.available():
+        report.add("| llama.cpp | | not installed (`pip install llama-cpp-python gguf`: compiles, ~20 min) | |", "")
+        return
+    try:
+        _llamacpp_runs(report, gguf, qtype, bench)
+    except Exception as err:
+        report.add(f"| llama.cpp {qtype} | | failed: {err} | |")
+    ids = loaded.tokenizer.encode(passage())
+    ours = next_token_logprobs(loaded.model, ids)
+    try:
+        theirs = llamacpp_peer.llamacpp_logprobs(gguf, ids, torch.get_num_threads())
+        report.add("", f"Perplexity on the bench passage ({len(ids)} tokens, bench/passage.txt): ours "
+                   f"{perplexity_of(ours, ids):.3f} ({loaded.card.quantization}), llama.cpp {perplexity_of(theirs, ids):.3f} "
+                   f"({qtype}); next-token top-1 agreement {top1_agreement(ours, theirs):.3f}.", "")
+    except Exception as err:
+        report.add("", f"Perplexity: llama.cpp failed: {err}", "")
     llamacpp_server_section(report, gguf, qtype, bench)
 
 

@@ -112,7 +112,7 @@ class LLMEngine:
         """The grammar compiler for this tokenizer, built on the first constrained request."""
         if self._grammars is None:
             self._grammars = GrammarCompiler(self.tokenizer.grammar_vocab(), self.model.args.vocab_size,
-                                             self.tokenizer.eos_id)
+                                             self.tokenizer.eos_id, self.tokenizer.stop_ids)
         return self._grammars
 
     # ---- requests in ------------------------------------------------------------------
@@ -192,7 +192,7 @@ class LLMEngine:
         raw = logits
         if masks is not None or any(s.params.banned_token_ids for s in seqs):
             logits = self._apply_masks(logits.clone(), seqs, masks)
-        rows = [SampleRow(s.params, s.prompt_ids, s.output_ids, s.generator, self.tokenizer.eos_id) for s in seqs]
+        rows = [SampleRow(s.params, s.prompt_ids, s.output_ids, s.generator, self.tokenizer.stop_ids) for s in seqs]
         touched: dict[str, list[Sequence]] = {}
         failed: dict[str, Exception] = {}
         for seq, result in zip(seqs, self._sample(logits, rows, raw)):
@@ -276,7 +276,7 @@ class LLMEngine:
         if result.logprob is not None:
             seq.new_logprobs.append(TokenLogprob(token, result.logprob, result.top))
         reason = None
-        if ((token == self.tokenizer.eos_id and not p.ignore_eos) or token in p.stop_token_ids
+        if ((token in self.tokenizer.stop_ids and not p.ignore_eos) or token in p.stop_token_ids
                 or (seq.grammar is not None and seq.grammar.finished)):
             reason = "stop"
         else:

@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 import xgrammar as xgr
@@ -67,14 +67,17 @@ class GrammarCompiler:
     engine thread finds the grammar ready and never stalls a step on a compile.
     """
 
-    def __init__(self, vocab: Sequence[bytes], vocab_size: int, eos_id: int) -> None:
+    def __init__(self, vocab: Sequence[bytes], vocab_size: int, eos_id: int,
+                 stop_ids: Collection[int] = ()) -> None:
         """vocab: each token's bytes (b"" for control tokens, which no grammar may produce);
-        vocab_size: the model's logit width (may exceed len(vocab))."""
+        vocab_size: the model's logit width (may exceed len(vocab)); eos_id: the token a forced
+        ending closes with; stop_ids: every token that may end a finished grammar's answer
+        (eos and end-of-turn tokens such as <|im_end|>)."""
         self.vocab_size = vocab_size
         self.eos_id = eos_id
         self._vocab = list(vocab)
         info = xgr.TokenizerInfo(self._vocab, xgr.VocabType.RAW, vocab_size=vocab_size,
-                                 stop_token_ids=[eos_id])
+                                 stop_token_ids=sorted({eos_id, *stop_ids}))
         self._compiler = xgr.GrammarCompiler(info, cache_enabled=False)
         self._cache: OrderedDict[GuidedDecoding, xgr.CompiledGrammar] = OrderedDict()
         self._lock = threading.Lock()

@@ -13,6 +13,7 @@ else is in the batch.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +28,8 @@ class SampleRow:
     prompt_ids: list[int]
     output_ids: list[int]
     generator: torch.Generator | None
-    eos_id: int
+    # The tokens that end an answer (eos and the template's end-of-turn tokens; an int: one).
+    stop_ids: int | Collection[int]
 
 
 @dataclass(slots=True)
@@ -55,7 +57,8 @@ def apply_penalties(x: Tensor, row: SampleRow) -> Tensor:
         ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=x.device)
         x[ids] += torch.tensor(list(p.logit_bias.values()), dtype=x.dtype, device=x.device)
     if len(row.output_ids) < p.min_tokens:
-        banned = [*p.stop_token_ids, *(() if p.ignore_eos else (row.eos_id,))]
+        ends = (row.stop_ids,) if isinstance(row.stop_ids, int) else tuple(row.stop_ids)
+        banned = [*p.stop_token_ids, *(() if p.ignore_eos else ends)]
         x[torch.tensor(banned, dtype=torch.long, device=x.device)] = float("-inf")
     return x
 

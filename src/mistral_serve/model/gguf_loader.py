@@ -124,13 +124,16 @@ def load_gguf_transformer(gfile: GGUFFile, args: ModelArgs, dtype: torch.dtype, 
             _fill_float(dest, src, gfile)
             state[name] = dest.to(device)
     model = finish_model(model, state, gfile.path, device)
-    return model, _label(gfile, modes, dtype, exact)
+    return model, _label(gfile, model, dtype, exact)
 
 
-def _label(gfile: GGUFFile, modes: dict[str, str], dtype: torch.dtype, exact: int) -> str:
+def _label(gfile: GGUFFile, model: Transformer, dtype: torch.dtype, exact: int) -> str:
+    """What the matmuls hold, from the layers themselves (int4 mode keeps the output in int8)."""
     types = [t.type for t in gfile.tensors.values() if len(t.shape) == 2]
     source = file_type_name(gfile.metadata, types)
-    used = sorted(set(modes.values()), key=_WIDTH.__getitem__)
+    kinds = {"int4" if isinstance(m, Int4Linear) else "int8" if isinstance(m, Int8Linear) else "none"
+             for m in model.modules() if isinstance(m, (Int4Linear, Int8Linear, torch.nn.Linear))}
+    used = sorted(kinds, key=_WIDTH.__getitem__)
     ours = " + ".join(str(dtype).removeprefix("torch.") if m == "none" else m for m in used)
     quantized = any(m != "none" for m in used)
     detail = f" (weight-only{', Q4 blocks kept exactly' if exact else ''})" if quantized else ""

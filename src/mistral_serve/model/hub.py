@@ -16,7 +16,9 @@ from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_PATTERNS = ["tokenizer.model*", "*.model.v*", "*tekken*.json"]
+# mistral-common's files, and a fine-tune's own tokenizer and chat template (Hugging Face files).
+TOKENIZER_PATTERNS = ["tokenizer.model*", "*.model.v*", "*tekken*.json", "tokenizer.json", "tokenizer_config.json",
+                      "special_tokens_map.json", "chat_template.jinja"]
 HF_PATTERNS = ["config.json", "generation_config.json", "model*.safetensors",
                "model.safetensors.index.json", *TOKENIZER_PATTERNS]
 MISTRAL_PATTERNS = ["params.json", "consolidated*.safetensors", *TOKENIZER_PATTERNS]

@@ -56,6 +56,8 @@ def model_object(card: ModelCard, created: int, base_url: str = "") -> dict:
         "mixture_of_experts": card.mixture_of_experts,
         "multilingual": card.multilingual,
         "quantization": card.quantization,
+        "chat_template": card.chat_template,
+        "license": card.license,
         "demo": card.demo,
         "docs_url": f"{base_url}/docs/models/{card.id}",
         "request_schema": schema,

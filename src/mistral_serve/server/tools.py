@@ -81,6 +81,12 @@ def plan_tools(body, tokenizer: Tokenizer) -> ToolPlan:
         if choice not in (None, "none"):
             raise bad_request("tool_choice needs tools", param="tool_choice")
         return ToolPlan(banned=banned)  # no tools offered: the model may not call any
+    if tokenizer.template != "mistral":
+        # Each template family spells calls its own way (<tool_call>, <|python_tag|>, ...); we
+        # parse Mistral's [TOOL_CALLS] only.
+        raise bad_request(f"tool calling with this checkpoint's chat template ({tokenizer.version}) is not "
+                          "supported; mistral-serve parses Mistral's [TOOL_CALLS] format only",
+                          param="tools", code="unsupported_parameter")
     if not tokenizer.supports_tools or trigger is None:
         raise bad_request(f"this model's tokenizer ({tokenizer.version}) does not support tools; "
                           "tool calling needs a v3 or later tokenizer", param="tools", code="unsupported_parameter")

@@ -231,7 +231,11 @@ def render_model_page(model: dict, base_url: str) -> str:
         ("Context Length", f"{context:,} tokens" if isinstance(context, int) else "Unknown"),
         ("Multilingual", _yes_no(model.get("multilingual", "Unknown"))),
         ("Quantization*", _quantization(model.get("quantization"))),
+        ("Chat Template", model.get("chat_template") or "Unknown"),
+        ("Developer", (model.get("developer") or {}).get("name") or "Unknown"),
     ]
+    if model.get("license"):
+        metrics.append(("License", model["license"]))
     metric_rows = "".join(f"<tr><th scope=\"row\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in metrics)
 
     examples = []

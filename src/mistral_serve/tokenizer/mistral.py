@@ -1,10 +1,9 @@
-"""Tokenizer and chat template: a thin layer over mistral-common.
+"""Mistral's own tokenizers and chat formats: a thin layer over mistral-common.
 
 mistral-common owns the Mistral chat formats (`[INST]`, system prompts, tool calls) for every
 tokenizer version, so prompts are never assembled here by hand. This module adds what a server
 needs around it: finding and loading the tokenizer file of a checkpoint with errors that name the
-file, turning OpenAI-style messages into a request with errors an API user can read, and
-streaming detokenization that never splits a character.
+file, and turning OpenAI-style messages into a request with errors an API user can read.
 """
 
 from __future__ import annotations
@@ -26,19 +25,7 @@ from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenize
 from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 from pydantic import ValidationError
 
-from .detokenizer import IncrementalDetokenizer, has_unfinished_character
-
-
-class TokenizerError(ValueError):
-    """Tokenizer file cannot be read/used. Message names the file."""
-
-
-class ChatTemplateError(ValueError):
-    """A chat request the template cannot express.
-
-    The message names the rule broken (e.g. 'the conversation must start with a user or system
-    message'), readable for an API user.
-    """
+from .base import ChatTemplateError, Tokenizer, TokenizerError
 
 
 # `name.model.v3`, `name.model.v7m1`: the version suffixes mistral-common understands. The
@@ -129,15 +116,12 @@ def _assemble_v3(path: Path, mode: ValidationMode) -> MistralTokenizer:
     )
 
 
-class Tokenizer:
-    """A checkpoint's tokenizer: chat template, raw text, and decoding."""
+class MistralCommonTokenizer(Tokenizer):
+    """A mistral-common tokenizer file: Mistral's vocabulary and its `[INST]` chat formats.
 
-    path: Path
-    version: str
-    vocab_size: int
-    bos_id: int
-    eos_id: int
-    supports_tools: bool
+    vocab_size is the file's own count (a model may have more embedding rows; the engine takes
+    the model's width separately). stop_ids is {eos_id}: Mistral's formats end a turn with eos.
+    """
 
     def __init__(self, path: Path, mistral: MistralTokenizer) -> None:
         """Wrap an assembled MistralTokenizer; use `from_file` to load one."""
@@ -151,12 +135,14 @@ class Tokenizer:
         self.vocab_size = raw.n_words
         self.bos_id = raw.bos_id
         self.eos_id = raw.eos_id
+        self.stop_ids = frozenset({raw.eos_id})
+        self.template = "mistral"
         # Tool calls ([AVAILABLE_TOOLS], [TOOL_CALLS], ...) arrived with the v3 formats.
         self.supports_tools = mistral.version >= TokenizerVersion.v3
-        self._run_bytes = self._run_bytes_function()
+        self._byte_run = self._run_bytes_function()
 
     @classmethod
-    def from_file(cls, path: Path) -> Tokenizer:
+    def from_file(cls, path: Path) -> MistralCommonTokenizer:
         """Load a tekken (`*tekken*.json`) or sentencepiece (`*.model`, `*.model.vN`) file.
 
         Any failure (missing, corrupt, unknown format) raises TokenizerError naming the file.
@@ -172,13 +158,14 @@ class Tokenizer:
             raise TokenizerError(f"cannot load tokenizer file {path}: {detail}") from err
         return cls(path, mistral)
 
-    def __reduce__(self) -> tuple[Callable[[Path], Tokenizer], tuple[Path]]:
+    def __reduce__(self) -> tuple[Callable[[Path], MistralCommonTokenizer], tuple[Path]]:
         # MistralTokenizer pickles as "from_file(path)", which would lose a v3 vocabulary
         # recognised under a bare `tokenizer.model` name; reload through our own loader instead.
-        return Tokenizer.from_file, (self.path,)
+        return MistralCommonTokenizer.from_file, (self.path,)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(path={str(self.path)!r}, version={self.version!r}, vocab_size={self.vocab_size})"
+        return (f"MistralCommonTokenizer(path={str(self.path)!r}, version={self.version!r}, "
+                f"vocab_size={self.vocab_size})")
 
     # -- chat ------------------------------------------------------------------------------
 
@@ -230,25 +217,6 @@ class Tokenizer:
     def is_control(self, i: int) -> bool:
         return self._raw.is_special(i)
 
-    def detokenizer(self, context: Sequence[int] = ()) -> IncrementalDetokenizer:
-        """A streaming decoder; `context` are tokens the output continues (see there)."""
-        return IncrementalDetokenizer(self, context)
-
-    def token_bytes(self, i: int) -> bytes:
-        """The bytes one token stands for, as the OpenAI API reports them in logprobs: a byte
-        piece is its byte, '▁' is a space, a control token is its name."""
-        if self.is_control(i):
-            return self.id_to_piece(i).encode()
-        run = self._run_bytes(i)
-        if run is not None:
-            return run
-        return self.id_to_piece(i).replace("\u2581", " ").encode()
-
-    def grammar_vocab(self) -> list[bytes]:
-        """Each token's bytes as a grammar matches them, b"" for control tokens (which no grammar
-        produces; `[TOOL_CALLS]` is forced by the engine instead)."""
-        return [b"" if self.is_control(i) else self.token_bytes(i) for i in range(self.vocab_size)]
-
     def control_token(self, name: str) -> int | None:
         """The id of a control token such as "[TOOL_CALLS]", or None if this vocabulary lacks it."""
         try:
@@ -281,19 +249,8 @@ class Tokenizer:
                 byte_of[token_id] = bytes([value])
         return byte_of.get
 
-    def _ends_inside_character(self, ids: Sequence[int]) -> bool:
-        """Whether decoding `ids` now would cut a UTF-8 character that later tokens may finish."""
-        # A UTF-8 character is at most 4 bytes, so only the last 3 bytes of the trailing run
-        # can be an unfinished one; they come from at most the last 3 tokens.
-        tail = b""
-        for token_id in reversed(ids[-3:]):
-            piece = self._run_bytes(token_id)
-            if piece is None:
-                break
-            tail = piece + tail
-            if len(tail) >= 3:
-                break
-        return has_unfinished_character(tail[-3:])
+    def _run_bytes(self, i: int) -> bytes | None:
+        return self._byte_run(i)
 
 
 def _prepare_messages(messages: Any) -> list[dict]:

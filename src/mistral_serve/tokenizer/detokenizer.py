@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+    from .base import Tokenizer
 
 
 # How many trailing prompt tokens prime a continuation's detokenizer.
