@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from gguf import GGMLQuantizationType as Q
 
+from mistral_serve.bench.gguf_export import add_shape_metadata
 from mistral_serve.model.args import ModelArgs
 from mistral_serve.model.writer import _checkpoint_tensors, random_parameters
 
@@ -59,17 +60,7 @@ def write_gguf(path: Path, args: ModelArgs, type_of: Callable[[str], str] = lamb
     """Write the file; returns each tensor's stored data (for comparing with what was loaded)."""
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name("test model")
-    writer.add_context_length(args.max_seq_len)
-    writer.add_embedding_length(args.dim)
-    writer.add_block_count(args.n_layers)
-    writer.add_feed_forward_length(args.hidden_dim)
-    writer.add_head_count(args.n_heads)
-    writer.add_head_count_kv(args.n_kv_heads)
-    writer.add_rope_dimension_count(args.head_dim)
-    writer.add_key_length(args.head_dim)
-    writer.add_rope_freq_base(args.rope_theta)
-    writer.add_layer_norm_rms_eps(args.norm_eps)
-    writer.add_vocab_size(args.vocab_size)
+    add_shape_metadata(writer, args)
     for key, value in (metadata or {}).items():
         if isinstance(value, str):
             writer.add_string(key, value)

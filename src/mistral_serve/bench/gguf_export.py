@@ -116,6 +116,22 @@ def _vocab(folder: Path, vocab_size: int) -> tuple[list[bytes], list[float], lis
     return tokens, scores, types
 
 
+def add_shape_metadata(writer, args: ModelArgs) -> None:
+    """The `llama.*` hyper-parameters of a GGUFWriter's file (what gguf_io.read_gguf_args reads)."""
+    writer.add_context_length(args.max_seq_len)
+    writer.add_embedding_length(args.dim)
+    writer.add_block_count(args.n_layers)
+    writer.add_feed_forward_length(args.hidden_dim)
+    writer.add_head_count(args.n_heads)
+    writer.add_head_count_kv(args.n_kv_heads)
+    writer.add_key_length(args.head_dim)
+    writer.add_value_length(args.head_dim)
+    writer.add_rope_dimension_count(args.head_dim)
+    writer.add_rope_freq_base(args.rope_theta)
+    writer.add_layer_norm_rms_eps(args.norm_eps)
+    writer.add_vocab_size(args.vocab_size)
+
+
 def export_gguf(folder: Path, out: Path, qtype: str, output_qtype: str | None = None) -> Path:
     """Write the checkpoint in `folder` as a GGUF file at `out` with 2-D weights in `qtype` (the
     output layer in `output_qtype` when given).
@@ -144,18 +160,7 @@ def export_gguf(folder: Path, out: Path, qtype: str, output_qtype: str | None = 
     writer = gguf.GGUFWriter(tmp, "llama")
     try:
         writer.add_name(folder.name)
-        writer.add_context_length(args.max_seq_len)
-        writer.add_embedding_length(args.dim)
-        writer.add_block_count(args.n_layers)
-        writer.add_feed_forward_length(args.hidden_dim)
-        writer.add_head_count(args.n_heads)
-        writer.add_head_count_kv(args.n_kv_heads)
-        writer.add_key_length(args.head_dim)
-        writer.add_value_length(args.head_dim)
-        writer.add_rope_dimension_count(args.head_dim)
-        writer.add_rope_freq_base(args.rope_theta)
-        writer.add_layer_norm_rms_eps(args.norm_eps)
-        writer.add_vocab_size(args.vocab_size)
+        add_shape_metadata(writer, args)
         writer.add_file_type(int(file_type))
         if matrix_type not in (Q.F32, Q.F16):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
