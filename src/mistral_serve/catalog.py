@@ -58,13 +58,17 @@ def _gguf_card(args: ModelArgs, source: str, meta: dict, served_name: str | None
     about = meta.get("general.description")
     arch = meta.get("general.architecture", "llama")
     license_ = meta.get("general.license")
+    # The file's name, never its path: the model page is public even where the API needs a key.
     description = (f"{about} " if isinstance(about, str) and about else "") + (
-        f"{name}{f' ({size})' if size else ''}, a {arch}-architecture model loaded from the GGUF file {source}"
-        f"{f' (license: {license_})' if license_ else ''}.")
+        f"{name}{f' ({size})' if size else ''}, a {arch}-architecture model loaded from the GGUF file "
+        f"{stem}.gguf{f' (license: {license_})' if license_ else ''}.")
+    languages = meta.get("general.languages")
+    multilingual = ("Unknown" if not isinstance(languages, list) or not languages
+                    else "Yes" if len(languages) > 1 else "No")
     return ModelCard(
         id=served_name or stem.lower(), display_name=str(name), description=description,
         summary=f"{arch}-architecture model{f' ({size})' if size else ''} from a GGUF file",
-        developer=str(meta.get("general.organization") or "Unknown"),
+        developer=str(meta.get("general.organization") or "Unknown"), multilingual=multilingual,
         license=str(license_) if license_ else None, **common)
 
 

@@ -39,7 +39,7 @@ def model_object(card: ModelCard, created: int, base_url: str = "") -> dict:
         "id": card.id,
         "object": "model",
         "created": created,
-        "owned_by": "mistralai",
+        "owned_by": "mistralai" if card.developer == "Mistral AI" else card.developer,
         "display_name": card.display_name,
         "description": card.description,
         "summary": card.summary,
