@@ -58,7 +58,9 @@ def quantize_int8(w: Tensor) -> tuple[Tensor, Tensor]:
     """w (N, K) float -> (q int8 (N, K), scale float32 (N,)), symmetric per output row."""
     w = w.float()
     scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
-    q = torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8)
+    # One float32 temporary (rounded in place): a 7B gate/up matrix is 470 MB in float32.
+    t = w / scale[:, None]
+    q = t.round_().clamp_(-128, 127).to(torch.int8)
     return q, scale
 
 
@@ -69,7 +71,8 @@ def quantize_int4(w: Tensor, group_size: int) -> tuple[Tensor, Tensor, Tensor]:
     lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
     scale = ((hi - lo) / 15.0).clamp(min=1e-8)
     zero = lo + 8.0 * scale
-    q = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).to(torch.uint8)
+    t = groups - lo[..., None]  # one float32 temporary, rounded in place
+    q = t.div_(scale[..., None]).round_().clamp_(0, 15).to(torch.uint8)
     return q.reshape(n, k), scale, zero
 
 
