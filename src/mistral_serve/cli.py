@@ -3,80 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import QUANTIZE_CHOICES, ModelConfig, default_data_dir
+from .config import EngineConfig, ModelConfig, RunConfigs, ServerConfig, default_data_dir
 from .model.args import PRESETS
+from .options import add_options, from_options
 
-_DEFAULTS = dataclasses.fields(ModelConfig)
-_DEFAULTS = {f.name: f for f in _DEFAULTS}
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where the demo checkpoint and the store live (default ~/.local/share/mistral-serve, "
+                        "or $MISTRAL_SERVE_DATA_DIR)")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="checkpoint folder, a .gguf file, ollama:NAME[:TAG] (Ollama's local store) or a "
-                        "Hugging Face hub id (owner/name[@revision]); default: the built-in demo model "
-                        "(random weights)")
-    p.add_argument("--chat-template", default=_DEFAULTS["chat_template"].default, metavar="auto|mistral|checkpoint|PATH",
-                   help="auto (default): mistral-common for Mistral's own checkpoints, else the checkpoint's "
-                        "own Jinja template; mistral; checkpoint; or a file holding a Jinja template")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="where the demo checkpoint and the store live (default ~/.local/share/mistral-serve)")
-    p.add_argument("--served-model-name", default=None, help="model id to answer to (default: the catalog id)")
-    _add_quant_options(p)
+    add_options(p, ModelConfig)
+    _add_data_dir(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-
-
-def _add_quant_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", default=_DEFAULTS["quantize"].default, choices=list(QUANTIZE_CHOICES),
-                   help="weight-only quantization at load time. auto (default): float checkpoints stay "
-                        "float, quantized ones (GGUF, pre-quantized) keep about their size; none: float "
-                        "weights in the compute dtype, dequantized from any GGUF type; int8; int4")
-    p.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256],
-                   help="int4 group size (default 32)")
-    p.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
-                   help="matmuls on CPU (quantized and bf16): auto = our AVX-512 kernels where "
-                        "the CPU has them (compiled on first use), else PyTorch's; stock = always PyTorch's")
-
-
-def _add_server_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=os.environ.get("MISTRAL_SERVE_API_KEY"),
-                   help="a single static API key (also MISTRAL_SERVE_API_KEY)")
-    p.add_argument("--allow-unauthenticated", action="store_true",
-                   help="allow listening on a non-loopback address with no API key")
-    p.add_argument("--max-queue", type=int, default=128,
-                   help="requests allowed to wait beyond the running batch before 429 (default 128)")
-    p.add_argument("--default-max-tokens", type=int, default=None,
-                   help="cap on generated tokens when a request sets none (default: up to the context end; "
-                        "512 for the demo)")
-    p.add_argument("--log-content", action="store_true",
-                   help="store message content in the generation log (off: only counts and timings)")
-    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body (default 4 MiB)")
-    p.add_argument("--body-timeout", type=float, default=30.0,
-                   help="seconds a request body may take to arrive in full before 408 (default 30)")
-    p.add_argument("--shutdown-timeout", type=float, default=30.0,
-                   help="seconds running requests get to finish after SIGTERM (default 30)")
-
-
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kv-cache-memory", default=None,
-                   help="KV cache size: bytes (4GiB, 512MB) or a fraction of free memory (0.5); "
-                        "default: 90%% of free GPU memory, or min(4 GiB, half the free RAM) on CPU")
-    p.add_argument("--max-num-seqs", type=int, default=64, help="sequences decoded together (default 64)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=512,
-                   help="tokens computed per engine step, prefill chunks included (default 512)")
-    p.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block (default 16)")
-    p.add_argument("--no-prefix-caching", action="store_true", help="turn prefix caching off")
-    p.add_argument("--max-model-len", type=int, default=None, help="context length cap (default: the model's)")
 
 
 def _add_generation_options(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -92,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start the HTTP server (default command)")
     _add_model_options(serve)
-    _add_server_options(serve)
-    _add_engine_options(serve)
+    add_options(serve, ServerConfig)
+    add_options(serve, EngineConfig)
 
     keys = sub.add_parser("keys", help="manage API keys (stored as salted hashes in the data dir)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -133,15 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated presets to measure; each gets a random checkpoint in "
                             "DATA_DIR/bench (written once) (default demo,mistral-1b)")
     bench.add_argument("--model", action="append", default=[], help="also measure this checkpoint (repeatable)")
-    bench.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--quantize", default=None,
                        help="comma-separated modes (auto, none, int8, int4), each measured in turn "
                             "(default: none,int8,int4 for --shapes, auto for --model)")
-    bench.add_argument("--group-size", type=int, default=32, choices=[32, 64, 128, 256])
-    bench.add_argument("--cpu-kernels", default="auto", choices=["auto", "stock"],
-                       help="matmuls on CPU (quantized and bf16): ours where the CPU allows "
-                            "(auto) or PyTorch's (stock)")
+    add_options(bench, ModelConfig, exclude=("model", "quantize", "served_model_name"))
     bench.add_argument("--data-dir", type=Path, default=None)
     bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
     bench.add_argument("--prompt-len", type=int, default=64)
@@ -157,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_config(ns: argparse.Namespace) -> ModelConfig:
-    return ModelConfig(model=ns.model, dtype=ns.dtype, device=ns.device,
-                       served_model_name=ns.served_model_name,
-                       data_dir=ns.data_dir or default_data_dir(), quantize=ns.quantize,
-                       group_size=ns.group_size, cpu_kernels=ns.cpu_kernels,
-                       chat_template=ns.chat_template)
+def build_configs(ns: argparse.Namespace) -> RunConfigs:
+    """Every configuration a command runs with, built here from its options and nowhere else."""
+    if ns.command not in (None, "serve", "chat", "generate"):
+        return RunConfigs()
+    data_dir = ns.data_dir or default_data_dir()
+    model = from_options(ns, ModelConfig, data_dir=data_dir)
+    if ns.command not in (None, "serve"):
+        return RunConfigs(model)
+    return RunConfigs(model, from_options(ns, ServerConfig, data_dir=data_dir, api_key=ns.api_key or None),
+                      from_options(ns, EngineConfig))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands  # heavy imports (torch) only once the arguments are known
 
     try:
-        cfg = _model_config(ns) if ns.command in (None, "serve", "chat", "generate") else None
-        return commands.run(ns.command, ns, cfg)
+        return commands.run(ns.command, ns, build_configs(ns))
     except commands.UserError as err:
         print(f"mistral-serve: error: {err}", file=sys.stderr)
         return 2

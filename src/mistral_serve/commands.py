@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import Callable, TextIO
 
-from .config import ModelConfig
+from .config import ModelConfig, RunConfigs
 from .model.errors import CheckpointError
 
 
@@ -71,12 +71,12 @@ def _chat_prompt(loaded, messages: list[dict]) -> list[int]:
         raise UserError(str(err)) from None
 
 
-def cmd_chat(ns: argparse.Namespace, cfg: ModelConfig) -> int:
+def cmd_chat(ns: argparse.Namespace, configs: RunConfigs) -> int:
     # Ctrl-C must stop an answer even when this process inherited SIGINT as ignored, as every
     # program started from a background job of a non-interactive shell does (Python then keeps
     # the ignore instead of raising KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    loaded = _load(cfg)
+    loaded = _load(configs.model)
     engine = _engine(loaded)
     print(f"Chatting with {loaded.card.display_name}. Ctrl-C stops an answer; Ctrl-D or /exit quits; "
           "/clear forgets the conversation.", file=sys.stderr)
@@ -106,8 +106,8 @@ def cmd_chat(ns: argparse.Namespace, cfg: ModelConfig) -> int:
         history.append({"role": "assistant", "content": answer})
 
 
-def cmd_generate(ns: argparse.Namespace, cfg: ModelConfig) -> int:
-    loaded = _load(cfg)
+def cmd_generate(ns: argparse.Namespace, configs: RunConfigs) -> int:
+    loaded = _load(configs.model)
     if ns.raw:
         prompt = loaded.tokenizer.encode(ns.prompt, bos=True)
     else:
@@ -117,7 +117,7 @@ def cmd_generate(ns: argparse.Namespace, cfg: ModelConfig) -> int:
     return 0
 
 
-def cmd_init(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+def cmd_init(ns: argparse.Namespace, configs: RunConfigs) -> int:
     from .model.args import preset
     from .model.hardware import DTYPES
     from .random_checkpoint import write_random_checkpoint
@@ -143,16 +143,16 @@ def _store(ns: argparse.Namespace):
     return Store((ns.data_dir or default_data_dir()) / "mistral-serve.db")
 
 
-def cmd_serve(ns: argparse.Namespace, cfg: ModelConfig) -> int:
+def cmd_serve(ns: argparse.Namespace, configs: RunConfigs) -> int:
     from .server.run import serve
 
     try:
-        return serve(ns, cfg, _store(ns))
+        return serve(configs.server, configs.model, configs.engine, _store(ns), verbose=ns.verbose)
     except ValueError as err:
         raise UserError(str(err)) from None
 
 
-def cmd_keys(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+def cmd_keys(ns: argparse.Namespace, configs: RunConfigs) -> int:
     store = _store(ns)
     if ns.keys_command == "create":
         try:
@@ -175,7 +175,7 @@ def cmd_keys(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     return 0
 
 
-def cmd_usage(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+def cmd_usage(ns: argparse.Namespace, configs: RunConfigs) -> int:
     rows = _store(ns).usage()
     print(f"{'key':<20} {'day':<10} {'requests':>8} {'prompt tokens':>14} {'completion tokens':>18}")
     for key, day, requests, prompt, completion in rows:
@@ -183,7 +183,7 @@ def cmd_usage(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     return 0
 
 
-def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
+def cmd_bench(ns: argparse.Namespace, configs: RunConfigs) -> int:
     from pathlib import Path
 
     from .bench.run import BenchConfig, run_bench
@@ -191,6 +191,7 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
     from .model.args import preset
     from .model.hardware import DTYPES
     from .config import QUANTIZE_CHOICES
+    from .options import from_options
     from .random_checkpoint import write_random_checkpoint
 
     data_dir = ns.data_dir or default_data_dir()
@@ -220,8 +221,7 @@ def cmd_bench(ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
             write_random_checkpoint(args, folder, dtype=DTYPES["bfloat16"], seed=0)
         folders.append((f"{name} shape", str(folder)))
     runs = [(label, folder, shape_modes) for label, folder in folders] + [(m, m, model_modes) for m in ns.model]
-    models = [(label, ModelConfig(folder, ns.dtype, ns.device, data_dir=data_dir, quantize=mode,
-                                  group_size=ns.group_size, cpu_kernels=ns.cpu_kernels))
+    models = [(label, from_options(ns, ModelConfig, model=folder, data_dir=data_dir, quantize=mode))
               for label, folder, modes in runs for mode in modes]
     try:
         http_clients = tuple(int(c) for c in ns.http_clients.split(","))
@@ -245,5 +245,5 @@ COMMANDS: dict[str | None, Callable[..., int]] = {
 }
 
 
-def run(command: str | None, ns: argparse.Namespace, cfg: ModelConfig | None) -> int:
-    return COMMANDS[command](ns, cfg)
+def run(command: str | None, ns: argparse.Namespace, configs: RunConfigs) -> int:
+    return COMMANDS[command](ns, configs)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .options import option
+
 
 def default_data_dir() -> Path:
     """`$MISTRAL_SERVE_DATA_DIR`, else `$XDG_DATA_HOME/mistral-serve`, else ~/.local/share/mistral-serve."""
@@ -16,33 +18,40 @@ def default_data_dir() -> Path:
 
 
 QUANTIZE_CHOICES = ("auto", "none", "int8", "int4")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    """Which checkpoint to load and how."""
+    """Which checkpoint to load and how. Fields made with `option` are command-line options too
+    (options.py): their defaults and help live here only."""
 
-    # A local folder or .gguf file, ollama:NAME[:TAG], a Hugging Face hub id
-    # (owner/name[@revision]), or None for the demo.
-    model: str | None = None
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda
-    served_model_name: str | None = None
+    model: str | None = option(
+        None, "checkpoint folder, a .gguf file, ollama:NAME[:TAG] (Ollama's local store) or a Hugging Face "
+        "hub id (owner/name[@revision]); default: the built-in demo model (random weights)")
+    dtype: str = option("auto", "compute dtype", choices=DTYPE_CHOICES)
+    device: str = option("auto", "auto = CUDA when available", choices=DEVICE_CHOICES)
+    served_model_name: str | None = option(None, "model id to answer to (default: the catalog id)")
     data_dir: Path = Path()
-    # Weight-only quantization at load time: auto keeps a checkpoint about its own size (float
-    # stays float, a GGUF Q4 file becomes int4); none = float weights; int8 | int4.
-    quantize: str = "auto"
-    group_size: int = 32  # int4 group size
-    cpu_kernels: str = "auto"  # auto (ours where the CPU has AVX-512) | stock (PyTorch's)
-    # auto | mistral (mistral-common) | checkpoint (its own Jinja template) | a template file
-    chat_template: str = "auto"
+    quantize: str = option(
+        "auto", "weight-only quantization at load time. auto: float checkpoints stay float, quantized ones "
+        "(GGUF, pre-quantized) keep about their size; none: float weights in the compute dtype, dequantized "
+        "from any GGUF type; int8; int4", choices=QUANTIZE_CHOICES)
+    group_size: int = option(32, "int4 group size", choices=(32, 64, 128, 256))
+    cpu_kernels: str = option(
+        "auto", "matmuls on CPU (quantized and bf16): auto = our AVX-512 kernels where the CPU has them "
+        "(compiled on first use), else PyTorch's; stock = always PyTorch's", choices=("auto", "stock"))
+    chat_template: str = option(
+        "auto", "auto: mistral-common for Mistral's own checkpoints, else the checkpoint's own Jinja template; "
+        "mistral; checkpoint; or a file holding a Jinja template", metavar="auto|mistral|checkpoint|PATH")
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        if self.dtype not in DTYPE_CHOICES:
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICE_CHOICES:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
 
@@ -72,13 +81,14 @@ def parse_memory(spec: str) -> int | float:
 class EngineConfig:
     """How the engine batches and caches. See the README's Engine section for the trade-offs."""
 
-    block_size: int = 16  # tokens per KV cache block
-    # Bytes ('4GiB'), a fraction of free memory ('0.5'), or None for the device's default.
-    kv_cache_memory: str | None = None
-    max_num_seqs: int = 64  # sequences decoded together in one step
-    max_num_batched_tokens: int = 512  # tokens computed per step (prefill chunks + decodes)
-    enable_prefix_caching: bool = True
-    max_model_len: int | None = None  # None = the model's context length
+    block_size: int = option(16, "tokens per KV cache block")
+    kv_cache_memory: str | None = option(
+        None, "KV cache size: bytes (4GiB, 512MB) or a fraction of free memory (0.5); default: 90%% of free GPU "
+        "memory, or min(4 GiB, half the free RAM) on CPU")
+    max_num_seqs: int = option(64, "sequences decoded together in one step")
+    max_num_batched_tokens: int = option(512, "tokens computed per engine step, prefill chunks included")
+    enable_prefix_caching: bool = option(True, "turn prefix caching off", flag="--no-prefix-caching")
+    max_model_len: int | None = option(None, "context length cap (default: the model's)")
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.block_size > 1024:
@@ -98,18 +108,19 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 class ServerConfig:
     """The HTTP server's own settings."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = None  # a single static key (also MISTRAL_SERVE_API_KEY)
+    host: str = option("127.0.0.1", "address to listen on")
+    port: int = option(8000, "port to listen on")
+    api_key: str | None = option(None, "a single static API key (also MISTRAL_SERVE_API_KEY)",
+                                 env="MISTRAL_SERVE_API_KEY")
     data_dir: Path = Path()
-    max_queue: int = 128  # requests waiting beyond the running batch before 429
-    allow_unauthenticated: bool = False  # listen on a non-loopback address without any key
-    log_content: bool = False  # store message content in the generation log
-    max_body_bytes: int = 4 * 1024 * 1024
-    body_timeout: float = 30.0  # seconds a request body may take to arrive in full (then 408)
-    # Cap on generated tokens when a request sets none (None: up to the end of the context).
-    default_max_tokens: int | None = None
-    shutdown_timeout: float = 30.0  # seconds running requests get to finish on SIGTERM
+    max_queue: int = option(128, "requests allowed to wait beyond the running batch before 429")
+    allow_unauthenticated: bool = option(False, "allow listening on a non-loopback address with no API key")
+    log_content: bool = option(False, "store message content in the generation log (off: only counts and timings)")
+    max_body_bytes: int = option(4 * 1024 * 1024, "largest request body in bytes")
+    body_timeout: float = option(30.0, "seconds a request body may take to arrive in full before 408")
+    default_max_tokens: int | None = option(
+        None, "cap on generated tokens when a request sets none (default: up to the context end; 512 for the demo)")
+    shutdown_timeout: float = option(30.0, "seconds running requests get to finish after SIGTERM")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -124,3 +135,12 @@ class ServerConfig:
     @property
     def loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfigs:
+    """What one command runs with; None where the command has no use for it."""
+
+    model: ModelConfig | None = None
+    server: ServerConfig | None = None
+    engine: EngineConfig | None = None

@@ -1,7 +1,7 @@
 """The suite's two sizes, and the figures its tests report.
 
 `make test` runs every scenario at a reduced size (minutes on 2 cores); `make soak` sets
-RELIABILITY_FULL=1 for the sizes the README's Reliability section quotes.
+RELIABILITY_FULL=1 for the sizes docs/reliability.md quotes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -63,27 +62,13 @@ class _Server(uvicorn.Server):
             timer.cancel()
 
 
-def server_config(ns: argparse.Namespace, model: ModelConfig) -> ServerConfig:
-    return ServerConfig(host=ns.host, port=ns.port, api_key=ns.api_key or None, data_dir=model.data_dir,
-                        max_queue=ns.max_queue, allow_unauthenticated=ns.allow_unauthenticated,
-                        log_content=ns.log_content, max_body_bytes=ns.max_body_bytes, body_timeout=ns.body_timeout,
-                        default_max_tokens=ns.default_max_tokens, shutdown_timeout=ns.shutdown_timeout)
-
-
-def engine_config(ns: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(block_size=ns.block_size, kv_cache_memory=ns.kv_cache_memory,
-                        max_num_seqs=ns.max_num_seqs, max_num_batched_tokens=ns.max_num_batched_tokens,
-                        enable_prefix_caching=not ns.no_prefix_caching, max_model_len=ns.max_model_len)
-
-
-def serve(ns: argparse.Namespace, model: ModelConfig, store: Store) -> int:
-    config = server_config(ns, model)
+def serve(config: ServerConfig, model: ModelConfig, engine: EngineConfig, store: Store, verbose: bool = False) -> int:
     if not config.loopback and not config.api_key and not store.has_active_keys() and not config.allow_unauthenticated:
         raise ValueError(f"refusing to listen on {config.host} without authentication: create a key "
                          "(mistral-serve keys create --name NAME), pass --api-key, or add --allow-unauthenticated")
-    serving = Serving(config, model, engine_config(ns), store)
+    serving = Serving(config, model, engine, store)
     app = create_app(serving)
-    uv = uvicorn.Config(app, host=config.host, port=config.port, log_level="info" if ns.verbose else "warning",
+    uv = uvicorn.Config(app, host=config.host, port=config.port, log_level="info" if verbose else "warning",
                         timeout_graceful_shutdown=config.shutdown_timeout + FLUSH_SECONDS, timeout_keep_alive=5)
     server = _Server(uv, serving)
 
