@@ -92,20 +92,20 @@ def test_chunked_prefill_gives_the_logits_of_one_pass(window):
 
     class Seq:  # what the runner reads from a sequence
         def __init__(self):
-            self.tokens, self.block_table, self.num_computed = tokens, table, 0
+            self.tokens, self.num_computed = tokens, 0
 
     s = Seq()
     ends = []
     for n in (13, 1, 5, 8, 30, 13):
-        logits = runner.run(Batch([(s, n)]), [0])
+        logits = runner.run(Batch([(s, n)], tables=[table]), [0])
         s.num_computed += n
         ends.append(s.num_computed)
         torch.testing.assert_close(logits[0], full[s.num_computed - 1], atol=2e-5, rtol=1e-4)
     assert ends[-1] == 70
     # One pass over the whole prompt through the paged cache agrees too.
     s2 = Seq()
-    s2.block_table = [6, 8, 10, 0, 1, 2, 3, 4, 5]
-    logits = runner.run(Batch([(s2, 70)]), [0])
+    table2 = [6, 8, 10, 0, 1, 2, 3, 4, 5]
+    logits = runner.run(Batch([(s2, 70)], tables=[table2]), [0])
     torch.testing.assert_close(logits[0], full[-1], atol=2e-5, rtol=1e-4)
 
 
@@ -119,12 +119,12 @@ def test_runner_mixes_sequences_in_one_flat_batch():
 
     class Seq:
         def __init__(self, tokens, table):
-            self.tokens, self.block_table, self.num_computed = tokens, table, 0
+            self.tokens, self.table, self.num_computed = tokens, table, 0
 
     sa, sb = Seq(a, [15, 14, 13, 12, 11, 10, 9, 8]), Seq(b, [0, 1, 2])
     steps = [((sa, 10), (sb, 7)), ((sb, 5), (sa, 3)), ((sa, 17),)]
     for items in steps:
-        logits = runner.run(Batch(list(items)), list(range(len(items))))
+        logits = runner.run(Batch(list(items), tables=[s.table for s, _ in items]), list(range(len(items))))
         for row, (s, n) in enumerate(items):
             s.num_computed += n
             ref = full_a if s is sa else full_b

@@ -2,9 +2,10 @@
 
 import pytest
 
+from mistral_serve.config import EngineConfig
 from mistral_serve.engine.blocks import BlockManager
 from mistral_serve.engine.params import SamplingParams
-from mistral_serve.engine.scheduler import Scheduler, SchedulerConfig
+from mistral_serve.engine.scheduler import Scheduler
 from mistral_serve.engine.sequence import Sequence, Status
 from mistral_serve.engine.stop import StopBuffer
 
@@ -17,13 +18,12 @@ def seq(prompt_len: int, max_new: int = 100, base: int | None = None) -> Sequenc
     base = 1000 + 1000 * (sid % 30) if base is None else base
     return Sequence(seq_id=sid, request_id=f"r{sid}", index=0,
                     prompt_ids=[base + i for i in range(prompt_len)], params=SamplingParams(),
-                    max_len=prompt_len + max_new, generator=None, stop=StopBuffer([]), arrival=0.0,
-                    detok=None)
+                    max_len=prompt_len + max_new, generator=None, stop=StopBuffer([]), detok=None)
 
 
 def make(budget=64, max_seqs=64, blocks=64, block_size=4, window=None, caching=True):
     bm = BlockManager(blocks, block_size, caching)
-    return Scheduler(SchedulerConfig(max_seqs, budget, window), bm), bm
+    return Scheduler(EngineConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget), bm, window), bm
 
 
 def fake_step(sch: Scheduler):
@@ -101,7 +101,7 @@ def test_decoding_sequences_come_before_new_prompts():
 
 
 def test_max_num_seqs_is_respected():
-    sch, _ = make(budget=512, max_seqs=3)
+    sch, bm = make(budget=512, max_seqs=3)
     seqs = [seq(4) for _ in range(5)]
     for s in seqs:
         sch.add(s)
@@ -113,7 +113,7 @@ def test_max_num_seqs_is_respected():
     sch.finish(seqs[0])
     batch = fake_step(sch)
     assert [s for s, _ in batch.items] == [seqs[1], seqs[2], seqs[3]]
-    assert seqs[0].status is Status.FINISHED and seqs[0].block_table == []
+    assert seqs[0].status is Status.FINISHED and bm.table(seqs[0].seq_id) == []
 
 
 def test_admission_waits_for_free_blocks():
@@ -140,7 +140,7 @@ def test_preemption_frees_the_newest_and_requeues_it_first():
     assert [(s, n) for s, n in batch.items] == [(a, 1)]
     assert sch.num_preemptions == 1
     assert list(sch.waiting) == [b] and b.status is Status.WAITING
-    assert b.num_computed == 0 and b.block_table == [] and b.output_ids == [7, 7]  # output kept
+    assert b.num_computed == 0 and bm.table(b.seq_id) == [] and b.output_ids == [7, 7]  # output kept
     assert sum(bm.ref_counts) == 3
     sch.after_step(batch)
 
@@ -160,7 +160,7 @@ def test_after_step_drops_blocks_out_of_the_window():
     a = seq(20)
     sch.add(a)
     fake_step(sch)  # 20 tokens computed: the next query (position 20) sees 17..20
-    assert a.block_table[:4] == [-1, -1, -1, -1] and a.block_table[4] >= 0
+    assert bm.table(a.seq_id)[:4] == [-1, -1, -1, -1] and bm.table(a.seq_id)[4] >= 0
     assert bm.num_used == 1
 
 
@@ -173,7 +173,7 @@ def test_cached_prefix_is_skipped_at_admission():
     sch.add(b)
     batch = fake_step(sch)
     assert (b, 2) in batch.items  # the 5 full blocks a computed come from the cache
-    assert b.num_cached == 20 and b.block_table[:5] == a.block_table[:5]
+    assert b.num_cached == 20 and bm.table(b.seq_id)[:5] == bm.table(a.seq_id)[:5]
     c = seq(20, base=500)  # all of a's prompt: the last token is still computed, so only 4 blocks
     sch.add(c)
     batch = fake_step(sch)
@@ -182,6 +182,6 @@ def test_cached_prefix_is_skipped_at_admission():
 
 def test_scheduler_config_rejects_nonsense():
     with pytest.raises(ValueError):
-        SchedulerConfig(max_num_seqs=0)
+        EngineConfig(max_num_seqs=0)
     with pytest.raises(ValueError):
-        SchedulerConfig(max_num_batched_tokens=0)
+        EngineConfig(max_num_batched_tokens=0)

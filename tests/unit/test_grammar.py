@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import engine_helpers as h
+from mistral_serve.bench.engine_bench import MaskTimer
 from mistral_serve.config import EngineConfig
 from mistral_serve.engine.engine import LLMEngine
 from mistral_serve.engine.grammar import GrammarCompiler, GrammarError, new_bitmask
@@ -85,12 +86,13 @@ def test_uncompilable_constraints_raise_grammar_error(compiler, spec, contains):
 def test_schema_output_validates_and_ends_with_stop():
     eng = engine(max_num_seqs=8)
     spec = schema_spec(PERSON)
-    results = run(eng, [(h.prompt(8, i), SamplingParams(temperature=1.0, seed=i, max_tokens=60 + 10 * i,
-                                                        guided=spec)) for i in range(6)])
+    with MaskTimer(eng) as masks:
+        results = run(eng, [(h.prompt(8, i), SamplingParams(temperature=1.0, seed=i, max_tokens=60 + 10 * i,
+                                                            guided=spec)) for i in range(6)])
     for _, text, reason in results:
         jsonschema.validate(json.loads(text), PERSON)
         assert reason == "stop"
-    assert eng.masked_tokens > 0 and eng.mask_seconds > 0
+    assert masks.rows > 0 and masks.seconds > 0
 
 
 def test_unconstrained_neighbours_are_unchanged():

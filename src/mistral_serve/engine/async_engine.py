@@ -1,4 +1,5 @@
-"""AsyncEngine: the LLMEngine on a background thread, one async stream per request.
+"""AsyncEngine: the LLMEngine on a background thread, one async stream per request; the only
+surface the server sees (submit, abort, check, context length, grammar compile, statistics).
 
 The model's forward passes are long, blocking calls; they run on one engine thread so the asyncio
 event loop (the HTTP server) stays responsive. Requests and aborts cross into that thread through
@@ -16,14 +17,33 @@ import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from .engine import LLMEngine, RequestOutput
-from .params import SamplingParams
+from ..config import EngineConfig
+from .engine import ContextLengthError, LLMEngine, RequestOutput
+from .grammar import GrammarError
+from .params import GuidedDecoding, SamplingParams
+
+# What a client of the engine needs besides AsyncEngine, so that it imports this module alone.
+__all__ = ["AsyncEngine", "CacheStats", "ContextLengthError", "EngineDeadError", "GrammarError", "QueueStats",
+           "RequestOutput"]
 
 log = logging.getLogger(__name__)
 
 
 class EngineDeadError(RuntimeError):
     """The engine thread has stopped; no request can be served."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    used: int  # KV blocks in use
+    total: int  # KV blocks in all
+    hit_rate: float  # prompt tokens served from the prefix cache, as a fraction
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    waiting: int  # requests not yet scheduled
+    running: int  # requests being generated
 
 
 @dataclass(slots=True)
@@ -34,7 +54,7 @@ class _Stream:
 
 class AsyncEngine:
     def __init__(self, engine: LLMEngine) -> None:
-        self.engine = engine
+        self.engine = engine  # for tests and tools; the server uses only the methods below
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
         self._wake = threading.Event()
@@ -42,13 +62,39 @@ class AsyncEngine:
         self._thread = threading.Thread(target=self._run, name="mistral-serve-engine", daemon=True)
         self._thread.start()
 
+    @classmethod
+    def build(cls, model, tokenizer, config: EngineConfig) -> AsyncEngine:
+        """An LLMEngine for this model and tokenizer, started on its own thread."""
+        return cls(LLMEngine(model, tokenizer, config))
+
     # ---- the client side (event loop) ---------------------------------------------------------
+    @property
+    def max_model_len(self) -> int:
+        """The model's context length, in tokens."""
+        return self.engine.max_model_len
+
+    def check(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Raise ParamError (ContextLengthError) if the engine would refuse this request."""
+        self.engine.check_request(prompt_ids, params)
+
+    def compile_grammar(self, spec: GuidedDecoding) -> None:
+        """Compile (and so cache) a constraint's grammar; raises GrammarError. Thread-safe: the
+        server compiles ahead, off the event loop, so no engine step waits on a compile."""
+        self.engine.grammars.compile(spec)
+
+    def cache_stats(self) -> CacheStats:
+        blocks = self.engine.blocks
+        return CacheStats(blocks.num_used, blocks.num_blocks, blocks.hit_rate)
+
+    def queue_stats(self) -> QueueStats:
+        return QueueStats(self.engine.num_waiting, self.engine.num_running)
+
     async def generate(self, prompt_ids: list[int], params: SamplingParams,
                        request_id: str | None = None) -> AsyncIterator[RequestOutput]:
-        """Stream a request's outputs. Raises ParamError before the first output when invalid."""
+        """Stream a request's outputs. An invalid request raises ParamError before the first
+        output (from the engine's own check at admission; callers that want it sooner `check`)."""
         if self._stopping or not self._thread.is_alive():
             raise EngineDeadError("the engine is shutting down")
-        self.engine.check_request(prompt_ids, params)  # fail fast, in the caller's frame
         request_id = request_id or uuid.uuid4().hex
         if request_id in self._streams:
             raise ValueError(f"request id {request_id!r} is already running")

@@ -8,6 +8,10 @@ hence equal keys/values. Worked example, block_size 4, prompt [a b c d e f g h i
   block 0 = hash(None, [a b c d]), block 1 = hash(h0, [e f g h]), [i] is partial (no hash).
 A later request starting [a b c d e f g h x ...] reuses blocks 0 and 1 (8 tokens not recomputed).
 
+Each sequence's block table (position p lives in block table[p // block_size]) and the hashes of
+its full blocks are kept here, by sequence id. The scheduler and the runner read a table with
+`table(seq_id)`; only this class changes one (allocate, grow, drop_out_of_window, free).
+
 Blocks whose reference count falls to zero keep their hash and stay reusable until evicted,
 least-recently-used first. The storage is allocated lazily (torch.empty): a block first written is
 memory the process keeps resident for good. So that a long run does not creep up to the whole KV
@@ -56,6 +60,8 @@ class BlockManager:
         self._evictable: OrderedDict[int, None] = OrderedDict()  # ref 0, hashed; LRU first
         self.hits = 0  # tokens served from the cache
         self.queries = 0  # prompt tokens looked up
+        self._tables: dict[int, list[int]] = {}  # by sequence id; -1 = a block dropped out of the window
+        self._hashes: dict[int, list[bytes]] = {}  # by sequence id: of its full, computed blocks
 
     # ---- capacity ---------------------------------------------------------------------
     @property
@@ -69,6 +75,10 @@ class BlockManager:
 
     def blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
+
+    def table(self, seq_id: int) -> list[int]:
+        """A copy of the sequence's block table ([] when it holds no blocks)."""
+        return list(self._tables.get(seq_id, ()))
 
     # ---- allocation ---------------------------------------------------------------------
     def _take(self) -> int:
@@ -119,9 +129,9 @@ class BlockManager:
             found.append(block)
         return found
 
-    def allocate(self, tokens: Sequence[int], max_new: int) -> tuple[list[int], int]:
+    def allocate(self, seq_id: int, tokens: Sequence[int], max_new: int) -> int:
         """Blocks for a new sequence whose known tokens are `tokens`: its cached prefix plus room
-        for up to `max_new` more positions. Returns (block table, number of cached tokens)."""
+        for up to `max_new` more positions. Returns the number of cached tokens."""
         cached = self.cached_prefix(tokens)
         num_cached = len(cached) * self.block_size
         num_tokens = num_cached + min(len(tokens) - num_cached, max_new)
@@ -132,24 +142,26 @@ class BlockManager:
             raise NoFreeBlocks
         table = [self._share(b) for b in cached]
         table += [self._take() for _ in range(needed)]
+        self._tables[seq_id] = table
+        self._hashes[seq_id] = []
         self.queries += len(tokens)
         self.hits += num_cached
-        return table, num_cached
+        return num_cached
 
-    def grow(self, table: list[int], num_tokens: int) -> None:
-        """Extend `table` in place to hold `num_tokens` positions (raises NoFreeBlocks)."""
+    def grow(self, seq_id: int, num_tokens: int) -> None:
+        """Extend the sequence's table to hold `num_tokens` positions (raises NoFreeBlocks)."""
+        table = self._tables[seq_id]
         needed = self.blocks_for(num_tokens) - len(table)
         if needed > self.num_free:
             raise NoFreeBlocks
         table.extend(self._take() for _ in range(needed))
 
-    def register_full_blocks(self, table: Sequence[int], tokens: Sequence[int], num_computed: int,
-                             hashes: list[bytes]) -> None:
-        """Make the full, computed blocks of a sequence findable by later requests. `hashes` is
-        the sequence's own list of its full blocks' hashes, extended here, so each block is
-        hashed once in the sequence's life."""
+    def register_full_blocks(self, seq_id: int, tokens: Sequence[int], num_computed: int) -> None:
+        """Make the full, computed blocks of a sequence findable by later requests. Each block
+        is hashed once in the sequence's life: the hashes so far are kept with its table."""
         if not self.prefix_caching:
             return
+        table, hashes = self._tables[seq_id], self._hashes[seq_id]
         bs = self.block_size
         for i in range(len(hashes), num_computed // bs):
             h = block_hash(hashes[-1] if hashes else None, tokens[i * bs:(i + 1) * bs])
@@ -161,10 +173,11 @@ class BlockManager:
                 self._by_hash[h] = block
 
     # ---- release ---------------------------------------------------------------------------
-    def drop_out_of_window(self, table: list[int], next_pos: int, window: int) -> None:
-        """Release the blocks no future query can see: with a sliding window, the query at
-        `next_pos` sees positions > next_pos - window, so block b (positions b*bs .. (b+1)*bs-1)
-        is dead once (b+1)*bs <= next_pos - window + 1. Dead entries become -1."""
+    def drop_out_of_window(self, seq_id: int, next_pos: int, window: int) -> None:
+        """Release the blocks no future query of the sequence can see: with a sliding window, the
+        query at `next_pos` sees positions > next_pos - window, so block b (positions
+        b*bs .. (b+1)*bs-1) is dead once (b+1)*bs <= next_pos - window + 1. Dead entries become -1."""
+        table = self._tables[seq_id]
         dead = max(0, (next_pos - window + 1) // self.block_size)
         for b in range(min(dead, len(table))):
             if table[b] >= 0:
@@ -181,10 +194,12 @@ class BlockManager:
             else:
                 self._free.append(block)
 
-    def free(self, table: Sequence[int]) -> None:
+    def free(self, seq_id: int) -> None:
+        """Release the sequence's blocks and forget its table (nothing to do if it has none)."""
+        self._hashes.pop(seq_id, None)
         # Release the last blocks first so that, among equal candidates, a prefix's tail is
         # evicted before its head (the head is more likely to be shared again).
-        for block in reversed(table):
+        for block in reversed(self._tables.pop(seq_id, [])):
             if block >= 0:
                 self.release(block)
 

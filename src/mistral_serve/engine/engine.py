@@ -1,6 +1,7 @@
 """LLMEngine: requests in, token streams out, one `step()` at a time.
 
-    step = schedule -> run the model on the batch -> sample -> append tokens, check stops -> report
+    step = schedule -> run the model on the batch -> sample -> commit (append tokens, check
+           stops and lengths, report each request's delta)
 """
 
 from __future__ import annotations
@@ -9,24 +10,20 @@ import itertools
 import logging
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import torch
-
-from ..config import EngineConfig, parse_memory
-from ..model.hardware import available_memory
+from ..config import EngineConfig
 from ..model.transformer import Transformer
 from .blocks import BlockManager
-from .grammar import GrammarCompiler, apply_bitmask, new_bitmask
+from .grammar import GrammarCompiler
+from .masks import Masks, TokenMasks
 from .params import ParamError, SamplingParams
-from .runner import ModelRunner, kv_bytes_per_block
+from .runner import ModelRunner, plan_num_blocks
 from .sampling import SampleRow, Sampled, make_generator, sample
-from .scheduler import Scheduler, SchedulerConfig
+from .scheduler import Scheduler
 from .sequence import Sequence, TokenLogprob
 from .stop import StopBuffer
-
-DEFAULT_CPU_KV_BYTES = 4 * 1024**3
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +61,6 @@ class _Request:
     held: list[Sequence] = field(default_factory=list)  # n>1 samples waiting for the prompt
 
 
-def plan_num_blocks(config: EngineConfig, model: Transformer, max_model_len: int) -> int:
-    """How many KV blocks fit the memory budget (never more than max_num_seqs full contexts)."""
-    per_block = kv_bytes_per_block(model, config.block_size)
-    if model.device.type == "cuda":
-        free = torch.cuda.mem_get_info(model.device)[0]
-        default: float | int = 0.9
-    else:
-        free = available_memory()
-        default = min(DEFAULT_CPU_KV_BYTES, free // 2)
-    spec = parse_memory(config.kv_cache_memory) if config.kv_cache_memory else default
-    budget = int(spec * free) if isinstance(spec, float) else spec
-    useful = -(-max_model_len // config.block_size) * config.max_num_seqs
-    blocks = min(budget // per_block, useful)
-    if blocks < 1:
-        raise ValueError(f"kv_cache_memory ({budget} bytes) holds no KV block ({per_block} bytes each)")
-    return blocks
-
-
 class LLMEngine:
     def __init__(self, model: Transformer, tokenizer, config: EngineConfig = EngineConfig()) -> None:
         self.model = model
@@ -90,8 +69,7 @@ class LLMEngine:
         self.max_model_len = min(config.max_model_len or model.args.max_seq_len, model.args.max_seq_len)
         num_blocks = plan_num_blocks(config, model, self.max_model_len)
         self.blocks = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
-        self.scheduler = Scheduler(SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens,
-                                                   model.args.sliding_window), self.blocks)
+        self.scheduler = Scheduler(config, self.blocks, model.args.sliding_window)
         self.runner = ModelRunner(model, num_blocks, config.block_size)
         # Tokens one sequence can hold. With a sliding window old blocks are returned as it goes,
         # so only the window plus one step's chunk must fit at once.
@@ -102,10 +80,7 @@ class LLMEngine:
         self.requests: dict[str, _Request] = {}
         self._seq_ids = itertools.count()
         self._grammars: GrammarCompiler | None = None
-        self._mask_pool: ThreadPoolExecutor | None = None
-        # Time spent computing grammar masks, and how many masked tokens it bought (for the bench).
-        self.mask_seconds = 0.0
-        self.masked_tokens = 0
+        self.masks = TokenMasks(model.args.vocab_size, model.device)
 
     @property
     def grammars(self) -> GrammarCompiler:
@@ -142,7 +117,6 @@ class LLMEngine:
         request_id = request_id or uuid.uuid4().hex
         if request_id in self.requests:
             raise ValueError(f"request id {request_id!r} is already running")
-        now = time.monotonic()
         seqs = []
         for index in range(params.n):
             seed = None if params.seed is None else params.seed + index
@@ -150,7 +124,7 @@ class LLMEngine:
                 seq_id=next(self._seq_ids), request_id=request_id, index=index,
                 prompt_ids=list(prompt_ids), params=params, max_len=max_len,
                 generator=None if params.greedy and params.n == 1 else make_generator(seed, self.model.device),
-                stop=StopBuffer(params.stop), arrival=now,
+                stop=StopBuffer(params.stop),
                 detok=self.tokenizer.detokenizer(prompt_ids if params.output_continues_prompt else ()),
                 grammar=self.grammars.state(params.guided) if params.guided is not None else None))
         req = _Request(request_id, list(prompt_ids), seqs)
@@ -179,23 +153,42 @@ class LLMEngine:
 
     # ---- the step -----------------------------------------------------------------------
     def step(self) -> list[RequestOutput]:
+        """Schedule -> run the model -> sample -> commit; returns the outputs of the requests that
+        changed."""
         batch = self.scheduler.schedule()
         if not batch:
             return []
-        sample_rows = [i for i, (seq, n) in enumerate(batch.items) if seq.num_computed + n == seq.num_tokens]
-        seqs = [batch.items[i][0] for i in sample_rows]
-        # Grammar masks depend only on tokens already written: on a GPU they are computed while
-        # the model runs.
-        masks = self._start_masks(seqs)
-        logits = self.runner.run(batch, sample_rows)
+        rows = batch.sample_rows()
+        seqs = [batch.items[i][0] for i in rows]
+        masks = self.masks.start(seqs)  # on a GPU, computed while the model runs
+        logits = self.runner.run(batch, rows)
         self.scheduler.after_step(batch)
-        raw = logits
-        if masks is not None or any(s.params.banned_token_ids for s in seqs):
-            logits = self._apply_masks(logits.clone(), seqs, masks)
+        sampled = self._sample(logits, seqs, masks)
+        return self._commit(seqs, sampled)
+
+    def _sample(self, logits, seqs: list[Sequence], masks: Future[Masks] | None) -> list[Sampled | Exception]:
+        """All rows at once; if that fails, row by row, so that one request's bad row (its
+        exception in its place) does not fail the others."""
+        raw = logits  # the model's own distribution, for logprobs
+        logits = self.masks.apply(logits, seqs, masks)
         rows = [SampleRow(s.params, s.prompt_ids, s.output_ids, s.generator, self.tokenizer.stop_ids) for s in seqs]
+        try:
+            return sample(logits, rows, raw)
+        except Exception:
+            results: list[Sampled | Exception] = []
+            for i, row in enumerate(rows):
+                try:
+                    results.append(sample(logits[i:i + 1], [row], raw[i:i + 1])[0])
+                except Exception as err:
+                    results.append(err)
+            return results
+
+    def _commit(self, seqs: list[Sequence], sampled: list[Sampled | Exception]) -> list[RequestOutput]:
+        """Append each sequence's token and report each request's delta. A request whose row
+        fails (sampling, decoding its text) is aborted with its error; the others go on."""
         touched: dict[str, list[Sequence]] = {}
         failed: dict[str, Exception] = {}
-        for seq, result in zip(seqs, self._sample(logits, rows, raw)):
+        for seq, result in zip(seqs, sampled):
             if seq.request_id in failed:
                 continue
             try:
@@ -208,64 +201,11 @@ class LLMEngine:
                 continue
             touched.setdefault(seq.request_id, []).append(seq)
         outputs = [self._report(rid, changed) for rid, changed in touched.items() if rid not in failed]
-        for rid, err in failed.items():
-            req = self.requests.get(rid)
-            self.abort(rid)
-            outputs.append(RequestOutput(rid, [], len(req.prompt_ids) if req else 0, 0, True, error=err))
-        return outputs
-
-    @staticmethod
-    def _sample(logits, rows: list[SampleRow], raw) -> list[Sampled | Exception]:
-        """All rows at once; if that fails, row by row, so that one request's bad row (its
-        exception in its place) does not fail the others."""
-        try:
-            return sample(logits, rows, raw)
-        except Exception:
-            results: list[Sampled | Exception] = []
-            for i, row in enumerate(rows):
-                try:
-                    results.append(sample(logits[i:i + 1], [row], raw[i:i + 1])[0])
-                except Exception as err:
-                    results.append(err)
-            return results
-
-    def _start_masks(self, seqs: list[Sequence]) -> Future | None:
-        if not any(s.grammar is not None for s in seqs):
-            return None
-        if self.model.device.type != "cuda":
-            # On a CPU the forward's threads already use every core: a mask thread beside them
-            # makes OpenMP's threads wait on each other and slowed whole steps several-fold
-            # (measured). Computed inline, the mask costs its own time only.
-            done: Future = Future()
-            done.set_result(self._fill_masks(seqs))
-            return done
-        if self._mask_pool is None:
-            self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="grammar-mask")
-        return self._mask_pool.submit(self._fill_masks, seqs)
-
-    def _fill_masks(self, seqs: list[Sequence]):
-        """The bitmask (len(seqs), ceil(V/32)) and the rows it constrains this step."""
-        start = time.perf_counter()
-        bitmask = new_bitmask(len(seqs), self.model.args.vocab_size)
-        rows = [i for i, s in enumerate(seqs)
-                if s.grammar is not None and s.grammar.fill(bitmask, i, s.max_len - s.num_tokens)]
-        self.mask_seconds += time.perf_counter() - start
-        self.masked_tokens += len(rows)
-        return bitmask, rows
-
-    @staticmethod
-    def _apply_masks(logits, seqs: list[Sequence], masks: Future | None):
-        """logits (B, V) float32 -> the same with refused and banned tokens at -inf."""
-        for i, seq in enumerate(seqs):
-            if seq.params.banned_token_ids:
-                logits[i, seq.params.banned_token_ids] = float("-inf")
-        if masks is not None:
-            bitmask, rows = masks.result()
-            apply_bitmask(logits, bitmask, rows)
-        return logits
+        return outputs + [self._fail(rid, err) for rid, err in failed.items()]
 
     def _append(self, seq: Sequence, result: Sampled) -> None:
-        token, p = result.token, seq.params
+        """Record the sampled token; finish the sequence if it ended."""
+        token = result.token
         if seq.first_token_time is None:
             seq.first_token_time = time.monotonic()
             self._release_held(seq)
@@ -275,22 +215,31 @@ class LLMEngine:
             seq.grammar.accept(token)
         if result.logprob is not None:
             seq.new_logprobs.append(TokenLogprob(token, result.logprob, result.top))
-        reason = None
+        reason = self._finish_reason(seq, token)
+        if reason is not None:
+            self._finish(seq, reason)
+
+    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+        """"stop" after a stop token, the grammar's end or a stop string; "length" at max_len;
+        None while the sequence goes on. Decodes the token into the sequence's text on the way
+        (stop strings are found in the text)."""
+        p = seq.params
         if ((token in self.tokenizer.stop_ids and not p.ignore_eos) or token in p.stop_token_ids
                 or (seq.grammar is not None and seq.grammar.finished)):
-            reason = "stop"
-        else:
-            seq.new_text += seq.stop.push(seq.detok.add(token))
-            if seq.stop.stopped:
-                reason = "stop"
-        if reason is None and seq.num_tokens >= seq.max_len:
-            reason = "length"
-        if reason is not None:
-            if not seq.stop.stopped:
-                seq.new_text += seq.stop.push(seq.detok.flush())
-                seq.new_text += seq.stop.flush()
-            seq.finish_reason = reason
-            self.scheduler.finish(seq)
+            return "stop"
+        seq.new_text += seq.stop.push(seq.detok.add(token))
+        if seq.stop.stopped:
+            return "stop"
+        return "length" if seq.num_tokens >= seq.max_len else None
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        """End the sequence and free its blocks. Unless a stop string ended it, the text held
+        back (a partial character, the start of a stop string) is text after all."""
+        if not seq.stop.stopped:
+            seq.new_text += seq.stop.push(seq.detok.flush())
+            seq.new_text += seq.stop.flush()
+        seq.finish_reason = reason
+        self.scheduler.finish(seq)
 
     def _release_held(self, seq: Sequence) -> None:
         req = self.requests.get(seq.request_id)
@@ -311,6 +260,11 @@ class LLMEngine:
             del self.requests[request_id]
         first = req.seqs[0]
         return RequestOutput(request_id, deltas, len(req.prompt_ids), first.num_cached or 0, finished)
+
+    def _fail(self, request_id: str, err: Exception) -> RequestOutput:
+        req = self.requests.get(request_id)
+        self.abort(request_id)
+        return RequestOutput(request_id, [], len(req.prompt_ids) if req else 0, 0, True, error=err)
 
     # ---- introspection --------------------------------------------------------------------
     @property

@@ -19,6 +19,10 @@ def _check(ok: bool, param: str, message: str) -> None:
         raise ParamError(param, f"{param} {message}")
 
 
+# The most stop strings a request may give the engine (each is looked for in the text after every
+# token). A dialect may allow fewer: the OpenAI API documents 4.
+MAX_STOP_STRINGS = 16
+
 GuidedKind = Literal["json_schema", "json_object", "regex", "choice", "grammar"]
 
 
@@ -83,7 +87,8 @@ class SamplingParams:
         for token, bias in self.logit_bias.items():
             _check(isinstance(token, int) and token >= 0, "logit_bias", f"keys must be token ids, got {token!r}")
             _check(-100.0 <= bias <= 100.0, "logit_bias", f"values must be between -100 and 100, got {bias}")
-        _check(len(self.stop) <= 16, "stop", f"accepts at most 16 strings, got {len(self.stop)}")
+        _check(len(self.stop) <= MAX_STOP_STRINGS, "stop",
+               f"accepts at most {MAX_STOP_STRINGS} strings, got {len(self.stop)}")
         _check(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         _check(all(isinstance(t, int) and t >= 0 for t in self.stop_token_ids), "stop_token_ids",
                "must be token ids")

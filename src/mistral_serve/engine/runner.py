@@ -1,18 +1,41 @@
-"""The engine's only tensor code: a scheduled batch in, the logits of the sampled rows out."""
+"""The engine's only tensor code: how many KV blocks fit, and a scheduled batch in, the logits of
+the sampled rows out."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from ..config import EngineConfig, parse_memory
 from ..model.attention import PagedKVCache
+from ..model.hardware import available_memory
 from ..model.transformer import Transformer
 from .scheduler import Batch
+
+DEFAULT_CPU_KV_BYTES = 4 * 1024**3
 
 
 def kv_bytes_per_block(model: Transformer, block_size: int) -> int:
     a = model.args
     return 2 * a.n_layers * block_size * a.n_kv_heads * a.head_dim * model.dtype.itemsize
+
+
+def plan_num_blocks(config: EngineConfig, model: Transformer, max_model_len: int) -> int:
+    """How many KV blocks fit the memory budget (never more than max_num_seqs full contexts)."""
+    per_block = kv_bytes_per_block(model, config.block_size)
+    if model.device.type == "cuda":
+        free = torch.cuda.mem_get_info(model.device)[0]
+        default: float | int = 0.9
+    else:
+        free = available_memory()
+        default = min(DEFAULT_CPU_KV_BYTES, free // 2)
+    spec = parse_memory(config.kv_cache_memory) if config.kv_cache_memory else default
+    budget = int(spec * free) if isinstance(spec, float) else spec
+    useful = -(-max_model_len // config.block_size) * config.max_num_seqs
+    blocks = min(budget // per_block, useful)
+    if blocks < 1:
+        raise ValueError(f"kv_cache_memory ({budget} bytes) holds no KV block ({per_block} bytes each)")
+    return blocks
 
 
 class ModelRunner:
@@ -31,12 +54,12 @@ class ModelRunner:
         positions: list[int] = []
         steps = []
         last: list[int] = []
-        for seq, n in batch.items:
+        for (seq, n), table in zip(batch.items, batch.tables, strict=True):
             start = seq.num_computed
             all_tokens = seq.tokens
             tokens.extend(all_tokens[start:start + n])
             positions.extend(range(start, start + n))
-            steps.append((seq.block_table, start, n))
+            steps.append((table, start, n))
             last.append(len(tokens) - 1)
         self.cache.begin_step(steps)
         hidden = self.model(torch.tensor(tokens, dtype=torch.long, device=self.device),

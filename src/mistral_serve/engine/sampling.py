@@ -4,7 +4,7 @@ Order of operations per row (as vLLM and the OpenAI API document them):
   repetition penalty (prompt and output tokens) -> frequency/presence penalties (output tokens)
   -> logit_bias -> min_tokens masking of EOS/stop ids -> greedy argmax, or temperature ->
   top_k -> min_p -> top_p -> a draw from the row's own generator.
-Grammar masks and banned tokens are applied by the engine before this module sees the logits;
+Grammar masks and banned tokens are applied (engine/masks.py) before this module sees the logits;
 where min_tokens would leave a grammar-constrained row no token at all, the grammar wins.
 Reported logprobs are those of the model's own distribution (raw logits), as vLLM reports them.
 Each row samples with its own torch.Generator, so a seeded request gives the same tokens whatever

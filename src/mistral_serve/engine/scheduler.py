@@ -8,6 +8,9 @@ free blocks allow, so a long prompt is read a chunk per step while the others ke
 When a running sequence needs a block and none is free, the newest running sequence is preempted:
 its blocks are freed and it goes back to the head of the queue to be recomputed later (its output
 so far is kept, so the final result is unchanged).
+
+The block manager owns every block table; the scheduler asks it for room by sequence id and
+hands the runner each scheduled sequence's table in the batch.
 """
 
 from __future__ import annotations
@@ -15,19 +18,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..config import EngineConfig
 from .blocks import BlockManager, NoFreeBlocks
 from .sequence import Sequence, Status
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerConfig:
-    max_num_seqs: int = 64
-    max_num_batched_tokens: int = 512
-    sliding_window: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
-            raise ValueError("max_num_seqs and max_num_batched_tokens must be positive")
 
 
 @dataclass(slots=True)
@@ -35,19 +28,26 @@ class Batch:
     # (sequence, number of its tokens computed in this step), in the order of the flat batch
     items: list[tuple[Sequence, int]] = field(default_factory=list)
     preempted: list[Sequence] = field(default_factory=list)
+    tables: list[list[int]] = field(default_factory=list)  # each item's block table, in order
 
     @property
     def num_tokens(self) -> int:
         return sum(n for _, n in self.items)
+
+    def sample_rows(self) -> list[int]:
+        """The items whose last known token is computed in this step: they get a new token.
+        (Read before `Scheduler.after_step`, which advances the computed counts.)"""
+        return [i for i, (seq, n) in enumerate(self.items) if seq.num_computed + n == seq.num_tokens]
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, blocks: BlockManager) -> None:
+    def __init__(self, config: EngineConfig, blocks: BlockManager, sliding_window: int | None = None) -> None:
         self.config = config
         self.blocks = blocks
+        self.sliding_window = sliding_window
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -61,7 +61,14 @@ class Scheduler:
 
     def schedule(self) -> Batch:
         batch = Batch()
-        budget = self.config.max_num_batched_tokens
+        budget = self._continue_running(batch, self.config.max_num_batched_tokens)
+        if not batch.preempted:  # memory is short: admit nobody new this step
+            self._admit_waiting(batch, budget)
+        batch.tables = [self.blocks.table(seq.seq_id) for seq, _ in batch.items]
+        return batch
+
+    def _continue_running(self, batch: Batch, budget: int) -> int:
+        """Schedule the running sequences, oldest first; returns the budget left."""
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
@@ -71,12 +78,14 @@ class Scheduler:
             batch.items.append((seq, n))
             budget -= n
             i += 1
-        if batch.preempted:
-            return batch  # memory is short: admit nobody new this step
+        return budget
+
+    def _admit_waiting(self, batch: Batch, budget: int) -> None:
+        """Admit waiting sequences in order while budget, seats and blocks allow."""
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             try:
-                seq.block_table, cached = self.blocks.allocate(seq.tokens, budget)
+                cached = self.blocks.allocate(seq.seq_id, seq.tokens, budget)
             except NoFreeBlocks:
                 break
             self.waiting.popleft()
@@ -88,13 +97,12 @@ class Scheduler:
             n = min(seq.num_tokens - cached, budget)
             batch.items.append((seq, n))
             budget -= n
-        return batch
 
     def _reserve(self, seq: Sequence, n: int, batch: Batch) -> bool:
         """Blocks for seq's next n tokens, preempting newer sequences if needed."""
         while True:
             try:
-                self.blocks.grow(seq.block_table, seq.num_computed + n)
+                self.blocks.grow(seq.seq_id, seq.num_computed + n)
                 return True
             except NoFreeBlocks:
                 victim = self.running.pop()
@@ -104,21 +112,19 @@ class Scheduler:
                     return False
 
     def _preempt(self, seq: Sequence) -> None:
-        self.blocks.free(seq.block_table)
-        seq.block_table = []
-        seq.block_hashes = []
+        self.blocks.free(seq.seq_id)
         seq.num_computed = 0
         self.num_preemptions += 1
         self.add(seq, front=True)
 
     def after_step(self, batch: Batch) -> None:
         """Advance computed counts, publish full blocks to the prefix cache, drop dead blocks."""
-        window = self.config.sliding_window
+        window = self.sliding_window
         for seq, n in batch.items:
             seq.num_computed += n
-            self.blocks.register_full_blocks(seq.block_table, seq.tokens, seq.num_computed, seq.block_hashes)
+            self.blocks.register_full_blocks(seq.seq_id, seq.tokens, seq.num_computed)
             if window is not None:
-                self.blocks.drop_out_of_window(seq.block_table, seq.num_computed, window)
+                self.blocks.drop_out_of_window(seq.seq_id, seq.num_computed, window)
 
     def finish(self, seq: Sequence) -> None:
         """Remove a finished or aborted sequence wherever it is and free its blocks."""
@@ -126,6 +132,5 @@ class Scheduler:
             self.running.remove(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
-        self.blocks.free(seq.block_table)
-        seq.block_table = []
+        self.blocks.free(seq.seq_id)
         seq.status = Status.FINISHED

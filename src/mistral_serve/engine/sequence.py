@@ -1,4 +1,5 @@
-"""A sequence: one sample of one request, from waiting to finished."""
+"""A sequence: one sample of one request, from waiting to finished. Its KV blocks are the block
+manager's (engine/blocks.py), kept there by `seq_id`."""
 
 from __future__ import annotations
 
@@ -35,12 +36,9 @@ class Sequence:
     max_len: int  # prompt + the most tokens it may generate
     generator: torch.Generator | None
     stop: StopBuffer
-    arrival: float
     detok: Any  # the tokenizer's IncrementalDetokenizer
-    grammar: Any = None  # a grammar.GrammarState when the output is constrained
+    grammar: Any = None  # a grammar_state.GrammarState when the output is constrained
     output_ids: list[int] = field(default_factory=list)
-    block_table: list[int] = field(default_factory=list)
-    block_hashes: list[bytes] = field(default_factory=list)  # of its full, computed blocks
     num_computed: int = 0  # leading tokens whose keys/values are in the cache
     num_cached: int | None = None  # prompt tokens found in the prefix cache at first admission
     status: Status = Status.WAITING

@@ -27,9 +27,9 @@ class AttentionBackend(Protocol):
 
 
 def window_mask(q_start: int, n_q: int, n_k: int, k_start: int, window: int | None,
-                device: torch.device) -> Tensor | None:
+                device: torch.device) -> Tensor:
     """Boolean (n_q, n_k) mask, True = visible, for queries at positions q_start.. and keys at
-    k_start..; None when plain causal attention with aligned ends is exact."""
+    k_start.. (causal, and within the window if there is one)."""
     q_pos = torch.arange(q_start, q_start + n_q, device=device)[:, None]
     k_pos = torch.arange(k_start, k_start + n_k, device=device)[None, :]
     visible = k_pos <= q_pos
