@@ -28,17 +28,18 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 MAX_BODY = 2000
 MAX_LEN = 64
 
-STATUSES: list[tuple[str, str, int]] = []  # (method, url, status) of every response in this module
-
-
-def _record(response: httpx.Response) -> None:
-    STATUSES.append((response.request.method, str(response.request.url), response.status_code))
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def http() -> httpx.Client:
-    with httpx.Client(timeout=120, event_hooks={"response": [_record]}) as client:
+    """A client for one test that fails the test if any response it got was a 5xx: every bad
+    input in this module must be the client's error, never the server's."""
+    statuses: list[tuple[str, str, int]] = []  # (method, url, status) of this test's responses
+
+    def record(response: httpx.Response) -> None:
+        statuses.append((response.request.method, str(response.request.url), response.status_code))
+
+    with httpx.Client(timeout=120, event_hooks={"response": [record]}) as client:
         yield client
+    assert [s for s in statuses if s[2] >= 500] == []
 
 
 @pytest.fixture(scope="module")
@@ -546,9 +547,11 @@ def test_detokenize_names_the_bad_id(http, server):
     assert "40000" in err["message"] and "32768" in err["message"]
 
 
-# ---- after all of that ---------------------------------------------------------------------------------------
+# ---- whatever ran before -------------------------------------------------------------------------------------
 
 def test_still_serving_and_no_server_errors(http, server, locked):
+    """Holds on its own as after every test above: the servers answer, and their own metrics and
+    logs show no 5xx and no traceback."""
     for path in CHAT_PATHS:
         r = http.post(server.url + path, json={**BODY, "max_tokens": 5})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
@@ -556,8 +559,6 @@ def test_still_serving_and_no_server_errors(http, server, locked):
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
     with http.stream("POST", server.url + CHAT_PATHS[0], json={**BODY, "stream": True}) as r:
         assert r.status_code == 200 and [x for x in r.iter_lines() if x][-1] == "data: [DONE]"
-    server_errors = [s for s in STATUSES if s[2] >= 500]
-    assert server_errors == []
     for proc in (server, locked):
         metrics = httpx.get(proc.url + "/metrics").text.splitlines()
         # /health answers 503 while the model loads; nothing else may have answered 5xx.

@@ -56,7 +56,7 @@ ALL = {
 }
 SEED_BODIES = {"minimal": MINIMAL, "basic": BASIC, "all": ALL}
 CHAT_PATHS = ["/api/ai/chat/completions", "/v1/chat/completions"]
-# The demo caps an answer that sets no max_tokens (server/chat.py DEMO_MAX_TOKENS).
+# The demo caps an answer that sets no max_tokens (server/generation.py DEMO_MAX_TOKENS).
 DEMO_DEFAULT_CAP = 512
 
 MODEL_FIELDS = ["id", "object", "created", "owned_by", "display_name", "description", "summary", "model_type",

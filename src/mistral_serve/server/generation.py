@@ -1,8 +1,10 @@
-"""One generation request from admission to its log record, shared by chat and completions.
+"""The generation service, shared by every dialect: prompt ids + SamplingParams (+ grammar) in,
+one stream of engine outputs out, with usage and one log record per request.
 
-A Run admits the request (or refuses it with 429), streams the engine's outputs, tracks the
-time to first token and inter-token latency, and when it ends, however it ends, writes one usage
-record and releases its slot.
+A Run admits the request (or refuses it with 400 or 429), streams the engine's outputs, tracks
+the time to first token and inter-token latency, and when it ends, however it ends, writes one
+usage record and releases its slot. A dialect (server/dialects/) turns its body into Runs and the
+outputs into its own JSON or events.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ import time
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable
+from typing import AsyncIterator
 
-from fastapi.responses import JSONResponse, StreamingResponse
-
-from ..engine.async_engine import EngineDeadError
-from ..engine.engine import ContextLengthError, RequestOutput
+from ..engine.async_engine import ContextLengthError, EngineDeadError, RequestOutput
 from ..engine.params import ParamError, SamplingParams
+from ..tokenizer import Tokenizer
 from .errors import APIError
+from .guided import compile_checked
 from .state import Serving
 from .store import Generation
 
 log = logging.getLogger(__name__)
+
+# The demo writes random text until the end of its 32k context: cap answers that set no limit.
+DEMO_MAX_TOKENS = 512
 
 
 def param_error(err: ParamError, prompt_param: str = "prompt") -> APIError:
@@ -33,6 +37,54 @@ def param_error(err: ParamError, prompt_param: str = "prompt") -> APIError:
     code = "context_length_exceeded" if isinstance(err, ContextLengthError) else "invalid_parameter"
     param = prompt_param if err.param == "prompt" else err.param
     return APIError(400, str(err), param=param, code=code)
+
+
+def make_params(**fields) -> SamplingParams:
+    """SamplingParams from a dialect's fields (400 naming the field on a bad value)."""
+    try:
+        return SamplingParams(**fields)
+    except ParamError as err:
+        raise param_error(err) from None
+
+
+def resolve_max_tokens(serving: Serving, explicit: int | None, prompt_len: int) -> int | None:
+    """An explicit limit is kept as is (the engine refuses it if it does not fit). Without one,
+    the server's default cap applies (--default-max-tokens, DEMO_MAX_TOKENS for the demo),
+    shortened to the room left in the context; no cap means up to the end of the context."""
+    if explicit is not None:
+        return explicit
+    cap = serving.config.default_max_tokens
+    if cap is None and serving.loaded is not None and serving.loaded.card.demo:
+        cap = DEMO_MAX_TOKENS
+    room = serving.engine.max_model_len - prompt_len if serving.engine else 0
+    return min(cap, room) if cap is not None and room > 0 else None
+
+
+def compile_grammar(serving: Serving, params: SamplingParams) -> None:
+    """Compile the request's grammar before admission (400 if it cannot be), from the dialect's
+    worker thread, so the engine finds it cached and no step waits on a compile."""
+    if params.guided is not None:
+        _, engine = serving.require_ready()
+        compile_checked(engine.compile_grammar, params.guided)
+
+
+def token_text(tokenizer: Tokenizer, i: int) -> str:
+    """A token as the logprobs report it: its bytes as text (U+FFFD for a partial character)."""
+    return tokenizer.token_bytes(i).decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The token counts of one request (several runs for a batch of prompts)."""
+
+    prompt: int
+    completion: int
+    cached: int
+
+    @classmethod
+    def of(cls, runs: list[Run]) -> Usage:
+        return cls(sum(len(run.prompt_ids) for run in runs), sum(run.completion_tokens for run in runs),
+                   sum(run.cached_tokens for run in runs))
 
 
 @dataclass
@@ -64,11 +116,12 @@ class Run:
         return int(self.created_at)
 
     def admit(self) -> None:
-        """Validate against the engine and take a queue slot, before any response byte is sent
-        (raises APIError 400 or 429). The slot is given back by `release`, exactly once."""
+        """Validate against the engine (the server's one check) and take a queue slot, before
+        any response byte is sent (raises APIError 400 or 429). The slot is given back by
+        `release`, exactly once."""
         _, engine = self.serving.require_ready()
         try:
-            engine.engine.check_request(self.prompt_ids, self.params)
+            engine.check(self.prompt_ids, self.params)
         except ParamError as err:
             raise param_error(err, self.prompt_param) from None
         self.serving.admit()
@@ -144,35 +197,6 @@ class Run:
             log.exception("could not record generation %s", self.id)
 
 
-class RunsResponse(StreamingResponse):
-    """A streamed answer that gives back its runs' queue slots however it ends, even when the
-    client leaves before the stream's first byte (the body generator then never starts)."""
-
-    def __init__(self, body: AsyncIterator[str], runs: list[Run]) -> None:
-        super().__init__(body, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.runs = runs
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            for run in self.runs:
-                run.release()
-
-
-async def complete_unless_disconnected(request, work: Awaitable[dict], runs: list[Run]) -> JSONResponse:
-    """Await a non-streamed answer; cancel it if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(cancel_on_disconnect(request, task))
-    try:
-        return JSONResponse(await task)
-    finally:
-        watcher.cancel()
-        for run in runs:
-            run.release()
-
-
 def admit_all(runs: list[Run]) -> None:
     """Admit every run or none."""
     try:
@@ -182,12 +206,3 @@ def admit_all(runs: list[Run]) -> None:
         for run in runs:
             run.release()
         raise
-
-
-async def cancel_on_disconnect(request, work: "asyncio.Future") -> None:
-    """Cancel `work` if the HTTP client disconnects before it is done (non-streaming requests)."""
-    while not work.done():
-        if await request.is_disconnected():
-            work.cancel()
-            return
-        await asyncio.sleep(0.25)

@@ -8,12 +8,12 @@ when it compiles (engine/grammar.py), again naming the part.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
-from ..engine.grammar import GrammarCompiler, GrammarError
+from ..engine.async_engine import GrammarError
 from ..engine.params import GuidedDecoding
 from .errors import bad_request
 
@@ -62,15 +62,18 @@ def request_constraint(body) -> GuidedDecoding | None:
     return found[0] if found else None
 
 
-def compile_checked(compiler: GrammarCompiler, spec: GuidedDecoding) -> None:
+Compile = Callable[[GuidedDecoding], Any]  # raises GrammarError; the engine client's compile_grammar
+
+
+def compile_checked(compile: Compile, spec: GuidedDecoding) -> None:
     """Compile (and so cache) the grammar; on failure, a 400 naming the smallest sub-schema that
     fails on its own with the same message."""
     try:
-        compiler.compile(spec)
+        compile(spec)
     except GrammarError as err:
         message = str(err)
         if spec.kind == "json_schema":
-            where = _failing_part(compiler, json.loads(spec.value), spec, _reason(message))
+            where = _failing_part(compile, json.loads(spec.value), spec, _reason(message))
             if where:
                 message = message.replace(f"{spec.param}:", f"{spec.param}.{where}:", 1)
         raise bad_request(message, param=spec.param, code="unsupported_schema") from None
@@ -80,16 +83,16 @@ def _reason(message: str) -> str:
     return message.rsplit(": ", 1)[-1]
 
 
-def _failing_part(compiler: GrammarCompiler, schema: Any, spec: GuidedDecoding, reason: str) -> str:
+def _failing_part(compile: Compile, schema: Any, spec: GuidedDecoding, reason: str) -> str:
     """The path (a.b.0.c) of the deepest sub-schema that fails alone for the same reason."""
     for path, child in _children(schema):
         if not isinstance(child, dict):
             continue
         try:
-            compiler.compile(GuidedDecoding("json_schema", json.dumps(child), spec.param))
+            compile(GuidedDecoding("json_schema", json.dumps(child), spec.param))
         except GrammarError as err:
             if _reason(str(err)) == reason:
-                deeper = _failing_part(compiler, child, spec, reason)
+                deeper = _failing_part(compile, child, spec, reason)
                 return f"{path}.{deeper}" if deeper else path
     return ""
 

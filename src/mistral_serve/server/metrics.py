@@ -6,6 +6,8 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ..engine.async_engine import CacheStats, QueueStats
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -35,15 +37,14 @@ class Metrics:
         self.prefix_hit_rate = Gauge("mistral_serve_prefix_cache_hit_rate",
                                      "Prompt tokens served from the prefix cache, as a fraction", registry=r)
 
-    def bind(self, *, waiting: Callable[[], float], running: Callable[[], float], used: Callable[[], float],
-             total: Callable[[], float], hit_rate: Callable[[], float]) -> None:
+    def bind(self, *, queue: Callable[[], QueueStats], cache: Callable[[], CacheStats]) -> None:
         """Gauges read the engine's state when scraped."""
-        self.queue_depth.set_function(waiting)
-        self.running.set_function(running)
-        self.kv_blocks_used.set_function(used)
-        self.kv_blocks_total.set_function(total)
-        self.kv_usage.set_function(lambda: used() / max(total(), 1))
-        self.prefix_hit_rate.set_function(hit_rate)
+        self.queue_depth.set_function(lambda: queue().waiting)
+        self.running.set_function(lambda: queue().running)
+        self.kv_blocks_used.set_function(lambda: cache().used)
+        self.kv_blocks_total.set_function(lambda: cache().total)
+        self.kv_usage.set_function(lambda: (c := cache()).used / max(c.total, 1))
+        self.prefix_hit_rate.set_function(lambda: cache().hit_rate)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

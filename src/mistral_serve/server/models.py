@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ..catalog import ModelCard
 from .protocol import ChatCompletionRequest
+from .state import Serving
 
 CHAT_ENDPOINT = "/api/ai/chat/completions"
 
@@ -65,5 +65,7 @@ def model_object(card: ModelCard, created: int, base_url: str = "") -> dict:
     }
 
 
-def now() -> int:
-    return int(time.time())
+def served_models(serving: Serving, base_url: str = "") -> list[dict]:
+    """The model objects of what this server serves (503 until the model is loaded)."""
+    loaded, _ = serving.require_ready()
+    return [model_object(loaded.card, serving.started, base_url)]

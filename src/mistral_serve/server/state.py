@@ -9,7 +9,6 @@ from typing import Callable
 
 from ..config import EngineConfig, ModelConfig, ServerConfig
 from ..engine.async_engine import AsyncEngine
-from ..engine.engine import LLMEngine
 from ..loading import LoadedModel, load
 from .errors import APIError, not_found_model
 from .metrics import Metrics
@@ -41,7 +40,7 @@ class Serving:
         """Load the model and start the engine (blocking; run on a thread at start-up)."""
         try:
             loaded = load(self.model_config)
-            engine = LLMEngine(loaded.model, loaded.tokenizer, self.engine_config)
+            engine = AsyncEngine.build(loaded.model, loaded.tokenizer, self.engine_config)
         except Exception as err:
             log.error("loading the model failed: %s", err)
             self.load_error = str(err)
@@ -50,12 +49,10 @@ class Serving:
         if self.on_load_done is not None:
             self.on_load_done()
 
-    def _start(self, loaded: LoadedModel, engine: LLMEngine) -> None:
+    def _start(self, loaded: LoadedModel, engine: AsyncEngine) -> None:
         self.loaded = loaded
-        self.engine = AsyncEngine(engine)
-        self.metrics.bind(waiting=lambda: engine.num_waiting, running=lambda: engine.num_running,
-                          used=lambda: engine.blocks.num_used, total=lambda: engine.blocks.num_blocks,
-                          hit_rate=lambda: engine.blocks.hit_rate)
+        self.engine = engine
+        self.metrics.bind(queue=engine.queue_stats, cache=engine.cache_stats)
         log.info("serving %s as %r", loaded.source, loaded.card.id)
 
     def start_loading(self) -> threading.Thread:

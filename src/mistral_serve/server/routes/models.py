@@ -4,28 +4,22 @@ from fastapi import APIRouter, Depends, Request
 
 from ..auth import require_key
 from ..errors import not_found_model
-from ..models import model_object
-from .deps import serving
+from ..models import served_models
+from .deps import base_url, serving
 
 router = APIRouter(tags=["models"], dependencies=[Depends(require_key)])
-
-
-def _objects(request: Request) -> list[dict]:
-    s = serving(request)
-    loaded, _ = s.require_ready()
-    return [model_object(loaded.card, s.started, str(request.base_url).rstrip("/"))]
 
 
 @router.get("/v1/models", summary="List the served models")
 @router.get("/api/ai/models", summary="List the served models (hub)")
 async def list_models(request: Request) -> dict:
-    return {"object": "list", "data": _objects(request)}
+    return {"object": "list", "data": served_models(serving(request), base_url(request))}
 
 
 @router.get("/v1/models/{model_id:path}", summary="One model")
 @router.get("/api/ai/models/{model_id:path}", summary="One model, with its json_request_schema (hub)")
 async def get_model(model_id: str, request: Request) -> dict:
-    for obj in _objects(request):
+    for obj in served_models(serving(request), base_url(request)):
         if obj["id"] == model_id:
             return obj
     raise not_found_model(model_id)

@@ -46,7 +46,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict:
             raise bad_request(str(err), param="messages") from None
     else:
         ids = loaded.tokenizer.encode(body.prompt, bos=body.add_special_tokens)
-    return {"tokens": ids, "count": len(ids), "max_model_len": serving(request).engine.engine.max_model_len}
+    return {"tokens": ids, "count": len(ids), "max_model_len": serving(request).engine.max_model_len}
 
 
 @router.post("/detokenize", summary="Text of token ids", dependencies=[Depends(require_key)])

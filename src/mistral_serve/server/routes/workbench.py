@@ -13,8 +13,8 @@ from ...workbench import STATIC_DIR
 from ...workbench.model_page import (render_model_index, render_model_page, render_not_found,
                                      render_unavailable)
 from ..errors import APIError
-from ..models import model_object
-from .deps import serving
+from ..models import served_models
+from .deps import base_url, serving
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,16 +52,6 @@ async def favicon() -> FileResponse:
     return FileResponse(STATIC_DIR / "mistral-logo.svg", media_type=MEDIA_TYPES[".svg"])
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
-def _models(request: Request) -> list[dict]:
-    s = serving(request)
-    loaded, _ = s.require_ready()
-    return [model_object(loaded.card, s.started, _base_url(request))]
-
-
 def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
@@ -69,7 +59,7 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 @router.get("/docs/models")
 async def model_index(request: Request) -> Response:
     try:
-        models = _models(request)
+        models = served_models(serving(request), base_url(request))
     except APIError as err:
         return _html(render_unavailable(err.message), err.status)
     return _html(render_model_index(models))
@@ -78,11 +68,11 @@ async def model_index(request: Request) -> Response:
 @router.get("/docs/models/{model_id:path}")
 async def model_page(model_id: str, request: Request) -> Response:
     try:
-        models = _models(request)
+        models = served_models(serving(request), base_url(request))
     except APIError as err:
         return _html(render_unavailable(err.message), err.status)
     for model in models:
         if model["id"] == model_id:
-            return _html(render_model_page(model, _base_url(request)))
+            return _html(render_model_page(model, base_url(request)))
     return _html(render_not_found(model_id, models), 404)
 

@@ -1,4 +1,4 @@
-"""Legacy completions (/v1/completions): a raw prompt, no chat template."""
+"""OpenAI legacy completions (/v1/completions): a raw prompt (or a batch of them), no chat template."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ import asyncio
 from contextlib import aclosing
 from typing import AsyncIterator
 
-from fastapi import Request
-
-from .chat import compile_grammar, resolve_max_tokens, sampling_params, sse, token_text, usage
-from .errors import APIError, bad_request
-from .generation import Run, RunsResponse, admit_all, complete_unless_disconnected
-from .guided import request_constraint
-from .protocol import CompletionRequest
-from .state import Serving
+from ..errors import bad_request
+from ..generation import Run, compile_grammar, resolve_max_tokens, token_text
+from ..guided import request_constraint
+from ..protocol import CompletionRequest
+from .base import Job
+from .openai_common import OpenAIDialect, sampling_params
 
 MAX_PROMPTS = 32
 
 
-class CompletionService:
-    def __init__(self, serving: Serving) -> None:
-        self.serving = serving
+class OpenAICompletions(OpenAIDialect):
+    id_prefix = "cmpl-"
+    object = "text_completion"
+    chunk_object = "text_completion"
 
     def prompts(self, body: CompletionRequest) -> list[list[int]]:
         """Every prompt of the request as token ids (a batch of texts or of id lists)."""
@@ -38,7 +37,7 @@ class CompletionService:
             raise bad_request(f"at most {MAX_PROMPTS} prompts per request, got {len(batch)}", param="prompt")
         return [tokenizer.encode(x, bos=True) if isinstance(x, str) else list(x) for x in batch]
 
-    def prepare(self, body: CompletionRequest, endpoint: str, key_name: str | None) -> list[Run]:
+    def prepare(self, body: CompletionRequest, endpoint: str, key_name: str | None) -> Job:
         self.serving.check_model(body.model)
         if body.suffix:
             raise bad_request("suffix is not supported", param="suffix", code="unsupported_parameter")
@@ -53,15 +52,7 @@ class CompletionService:
                                      continues_prompt=True, guided=guided)
             runs.append(Run(self.serving, endpoint, body.model, key_name, body.user, ids, params))
         compile_grammar(self.serving, runs[0].params)
-        return runs
-
-    async def respond(self, body: CompletionRequest, request: Request, key_name: str | None):
-        runs = await asyncio.to_thread(self.prepare, body, request.url.path, key_name)  # tokenizing: off the loop
-        admit_all(runs)
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return RunsResponse(self.stream(body, runs, include_usage), runs)
-        return await complete_unless_disconnected(request, self.complete(body, runs), runs)
+        return Job(body, runs)
 
     def _logprobs(self, deltas_logprobs, offset: int) -> dict:
         tok = self.serving.loaded.tokenizer
@@ -93,19 +84,14 @@ class CompletionService:
     def _echo(self, body: CompletionRequest, run: Run) -> str:
         return self.serving.loaded.tokenizer.decode(run.prompt_ids) if body.echo else ""
 
-    async def complete(self, body: CompletionRequest, runs: list[Run]) -> dict:
-        results: dict[int, dict] = {}
+    async def choices(self, job: Job) -> list[dict]:
+        body, results = job.body, {}  # choice index -> choice
         await asyncio.gather(*(self._collect(run, k * body.n, self._echo(body, run), results)
-                               for k, run in enumerate(runs)))
-        return {"id": f"cmpl-{runs[0].id}", "object": "text_completion", "created": runs[0].created,
-                "model": body.model, "choices": [results[i] for i in sorted(results)],
-                "usage": usage(*runs), "system_fingerprint": self.serving.fingerprint}
+                               for k, run in enumerate(job.runs)))
+        return [results[i] for i in sorted(results)]
 
-    async def stream(self, body: CompletionRequest, runs: list[Run], include_usage: bool) -> AsyncIterator[str]:
-        base = {"id": f"cmpl-{runs[0].id}", "object": "text_completion", "created": runs[0].created,
-                "model": body.model, "system_fingerprint": self.serving.fingerprint}
-        if include_usage:
-            base["usage"] = None
+    async def chunk_choices(self, job: Job) -> AsyncIterator[dict]:
+        body, runs = job.body, job.runs
         queue: asyncio.Queue = asyncio.Queue()
 
         async def pump(k: int, run: Run) -> None:
@@ -138,14 +124,7 @@ class CompletionService:
                 choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
                 if lps and body.logprobs is not None:
                     choice["logprobs"] = self._logprobs(lps, 0)
-                yield sse({**base, "choices": [choice]})
-            if include_usage:
-                yield sse({**base, "choices": [], "usage": usage(*runs)})
-        except APIError as err:
-            yield sse(err.openai_body())
-        except Exception as err:
-            yield sse(APIError(500, f"generation failed: {err}", code="internal_error").openai_body())
+                yield choice
         finally:
             for task in tasks:
                 task.cancel()
-        yield sse("[DONE]")
