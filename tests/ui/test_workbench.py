@@ -605,8 +605,13 @@ def test_tool_calls_show_as_cards_and_results_continue_the_conversation(page, se
         compile(code, "<snippet>", "exec")
 
 
-def test_tool_calls_are_text_stream_in_pieces_and_work_in_compare_mode(page, server):
-    evil = '{"city": "<script>window.__xss=1</script><img src=x onerror=\\"window.__xss=2\\">"}'
+EVIL_ARGUMENTS = '{"city": "<script>window.__xss=1</script><img src=x onerror=\\"window.__xss=2\\">"}'
+
+
+def route_two_tool_calls(page):
+    """Answer a chat request with two calls, streamed in pieces (the first with HTML in its arguments,
+    the second with HTML as its name), and the request that sends their results with text; returns
+    the request bodies."""
     bodies = []
 
     def handle(route):
@@ -615,14 +620,24 @@ def test_tool_calls_are_text_stream_in_pieces_and_work_in_compare_mode(page, ser
         if body["messages"][-1]["role"] == "tool":
             route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=canned_answer("It is sunny."))
         else:
-            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
-                          body=tool_call_answer([("aB3dE5gH7", "get_weather", evil), ("zY9xW8vU7", "<b>x</b>", "{}")]))
+            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=tool_call_answer(
+                [("aB3dE5gH7", "get_weather", EVIL_ARGUMENTS), ("zY9xW8vU7", "<b>x</b>", "{}")]))
 
     page.route("**/api/ai/chat/completions", handle)
+    return bodies
+
+
+def force_get_weather(page, server):
+    """The workbench with one tool, get_weather, forced, and parallel calls off."""
     open_workbench(page, server)
     page.locator("#tools-text").fill(json.dumps([{"type": "function", "function": {"name": "get_weather"}}]))
     page.locator("#tool-choice").select_option(label="function: get_weather")
     page.locator("#parallel-calls").uncheck()
+
+
+def test_json_output_and_a_forced_tool_call_cannot_go_together(page, server):
+    bodies = route_two_tool_calls(page)
+    force_get_weather(page, server)
     # JSON output and forced calls cannot go together: said, and not sent.
     choose_format(page, "JSON object")
     expect(page.locator("#tools-conflict")).to_contain_text("cannot be combined")
@@ -631,7 +646,44 @@ def test_tool_calls_are_text_stream_in_pieces_and_work_in_compare_mode(page, ser
     expect(page.locator(".msg.user")).to_have_count(0)
     choose_format(page, "Text")
     expect(page.locator("#tools-conflict")).to_be_hidden()
+    assert bodies == []
 
+
+def test_tool_calls_stream_in_pieces_and_are_joined(page, server):
+    bodies = route_two_tool_calls(page)
+    force_get_weather(page, server)
+    send(page, "Weather?")
+    cards = page.locator(".pane .tool-call")
+    expect(cards).to_have_count(2)
+    # The fragments are joined, pretty-printed, and shown as text.
+    expect(cards.nth(0).locator(".tc-args")).to_have_text(json.dumps(json.loads(EVIL_ARGUMENTS), indent=2))
+    expect(cards.nth(0).locator(".tc-id")).to_have_text("aB3dE5gH7")
+    assert len(bodies) == 1
+    assert bodies[0]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert bodies[0]["parallel_tool_calls"] is False
+
+
+def test_tool_calls_and_their_results_are_text_never_html(page, server):
+    route_two_tool_calls(page)
+    force_get_weather(page, server)
+    send(page, "Weather?")
+    cards = page.locator(".pane .tool-call")
+    expect(cards).to_have_count(2)
+    expect(cards.nth(1).locator(".tc-name")).to_have_text("<b>x</b>")
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator(".messages script, .messages img, .messages b").count() == 0
+    fields = page.locator(".tool-result-input")
+    fields.nth(0).fill("sunny")
+    fields.nth(1).fill("<i>18</i>")
+    fields.nth(1).press("Control+Enter")
+    expect(page.locator(".msg.assistant").last.locator(".msg-text")).to_have_text("It is sunny.")
+    expect(page.locator(".msg.tool .tc-args")).to_have_text(["sunny", "<i>18</i>"])
+    assert page.locator(".messages i").count() == 0
+
+
+def test_tool_calls_work_in_compare_mode(page, server):
+    bodies = route_two_tool_calls(page)
+    force_get_weather(page, server)
     page.locator("#compare-btn").click()
     panes = page.locator(".pane")
     expect(panes).to_have_count(2)
@@ -639,12 +691,9 @@ def test_tool_calls_are_text_stream_in_pieces_and_work_in_compare_mode(page, ser
     for i in range(2):
         cards = panes.nth(i).locator(".tool-call")
         expect(cards).to_have_count(2)
-        # The fragments are joined, pretty-printed, and shown as text.
-        expect(cards.nth(0).locator(".tc-args")).to_have_text(json.dumps(json.loads(evil), indent=2))
+        expect(cards.nth(0).locator(".tc-args")).to_have_text(json.dumps(json.loads(EVIL_ARGUMENTS), indent=2))
         expect(cards.nth(0).locator(".tc-id")).to_have_text("aB3dE5gH7")
         expect(cards.nth(1).locator(".tc-name")).to_have_text("<b>x</b>")
-    assert page.evaluate("typeof window.__xss") == "undefined"
-    assert page.locator(".messages script, .messages img, .messages b").count() == 0
     assert len(bodies) == 2
     for body in bodies:
         assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
@@ -665,7 +714,6 @@ def test_tool_calls_are_text_stream_in_pieces_and_work_in_compare_mode(page, ser
     assert len(bodies) == 3
     assert [m["role"] for m in bodies[2]["messages"]] == ["user", "assistant", "tool", "tool"]
     assert "tool_choice" not in bodies[2] and bodies[2]["parallel_tool_calls"] is False
-    assert page.locator(".messages i").count() == 0
 
 
 def test_screenshots(browser, server):

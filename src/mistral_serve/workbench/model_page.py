@@ -10,13 +10,18 @@ model's `json_request_schema`. Every value is HTML-escaped; the page works witho
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any, Iterable
 from urllib.parse import quote
 
+from . import STATIC_DIR
+
 CHAT_PATH = "/api/ai/chat/completions"
-EXAMPLE_PROMPT = "Hello, what can you do?"
-KEY_ENV = "MISTRAL_SERVE_API_KEY"
+# The snippet lines, shared with the workbench's API tab (static/js/snippets.js fills the same ones).
+TEMPLATES = json.loads((STATIC_DIR / "js" / "snippets.json").read_text(encoding="utf-8"))
+EXAMPLE_PROMPT = TEMPLATES["example_prompt"]
+KEY_ENV = TEMPLATES["key_env"]
 
 
 def e(value: Any) -> str:
@@ -59,27 +64,20 @@ def py_literal(value: Any, indent: int = 0, step: int = 4) -> str:
     return json.dumps(value)
 
 
+def _fill(lines: list[str], **values: str) -> str:
+    """The template's lines with each {{name}} replaced by its value (the key variable's name built in)."""
+    values = {"key_env": KEY_ENV, **values}
+    return "\n".join(re.sub(r"\{\{(\w+)\}\}", lambda m: values[m[1]], line) for line in lines)
+
+
 def curl_snippet(url: str, body: dict) -> str:
     data = json.dumps(body, indent=2, ensure_ascii=False).replace("'", "'\\''")
-    return (f"curl -X POST {url} \\\n"
-            f"  -H \"Content-Type: application/json\" \\\n"
-            f"  -H \"Authorization: Bearer ${KEY_ENV}\" \\\n"
-            f"  -d '{data}'")
+    return _fill(TEMPLATES["curl"], stream_flag="", url=url, data=f"'{data}'")
 
 
 def python_snippet(url: str, body: dict) -> str:
-    return ("import os\n"
-            "import requests\n\n"
-            "response = requests.post(\n"
-            f"    {json.dumps(url)},\n"
-            "    headers={\n"
-            "        \"Content-Type\": \"application/json\",\n"
-            f"        \"Authorization\": f\"Bearer {{os.environ.get('{KEY_ENV}', '')}}\",\n"
-            "    },\n"
-            f"    json={py_literal(body, 4)},\n"
-            ")\n"
-            "response.raise_for_status()\n"
-            "print(response.json()[\"choices\"][0][\"message\"][\"content\"])")
+    return _fill(TEMPLATES["requests"] + TEMPLATES["requests_answer"], url_literal=json.dumps(url),
+                 body=py_literal(body, 4))
 
 
 # ---- the request parameter table ---------------------------------------------------------------

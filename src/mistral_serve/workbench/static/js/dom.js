@@ -62,3 +62,12 @@ export function toast(message) {
 export function formatInt(n) {
   return Number(n).toLocaleString("en-US");
 }
+
+/** A ReadableError as a box: its title, detail and hint, then `extra` (a button, say). */
+export function errorBox(err, extra) {
+  return h("div", { class: "error-box", role: "alert" },
+    h("strong", { class: "error-title" }, err.title),
+    err.detail ? h("p", { class: "error-detail" }, err.detail) : null,
+    err.hint ? h("p", { class: "error-hint" }, err.hint) : null,
+    extra || null);
+}

@@ -1,8 +1,11 @@
 // The API calls that reproduce the workbench's request: cURL, Python requests, Python openai.
+// The cURL and requests lines come from snippets.json, which the model page (model_page.py) fills too.
 
 import { CHAT_PATH } from "./api.js";
+import TEMPLATES from "./snippets.json" with { type: "json" };
 
-export const KEY_ENV = "MISTRAL_SERVE_API_KEY";
+export const KEY_ENV = TEMPLATES.key_env;
+export const EXAMPLE_PROMPT = TEMPLATES.example_prompt;
 
 // Parameters the openai client takes as keyword arguments; the others go in extra_body.
 const OPENAI_ARGS = new Set(["temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "stop", "stream",
@@ -33,29 +36,20 @@ function shellQuote(text) {
   return `'${text.replace(/'/g, "'\\''")}'`;
 }
 
+/** The template's lines with each {{name}} replaced by values[name] (the key variable's name built in). */
+function fill(lines, values) {
+  const all = { key_env: KEY_ENV, ...values };
+  return lines.map((line) => line.replace(/\{\{(\w+)\}\}/g, (_, name) => all[name]));
+}
+
 export function curlSnippet(origin, body) {
-  const data = JSON.stringify(body, null, 2);
-  return [
-    `curl${body.stream ? " -N" : ""} -X POST ${origin}${CHAT_PATH} \\`,
-    `  -H "Content-Type: application/json" \\`,
-    `  -H "Authorization: Bearer $${KEY_ENV}" \\`,
-    `  -d ${shellQuote(data)}`,
-  ].join("\n");
+  return fill(TEMPLATES.curl, {
+    stream_flag: body.stream ? " -N" : "", url: origin + CHAT_PATH, data: shellQuote(JSON.stringify(body, null, 2)),
+  }).join("\n");
 }
 
 export function requestsSnippet(origin, body) {
-  const head = [
-    "import os",
-    "import requests",
-    "",
-    "response = requests.post(",
-    `    ${JSON.stringify(origin + CHAT_PATH)},`,
-    "    headers={",
-    `        "Content-Type": "application/json",`,
-    `        "Authorization": f"Bearer {os.environ.get('${KEY_ENV}', '')}",`,
-    "    },",
-    `    json=${pyLiteral(body, 4)},`,
-  ];
+  const head = fill(TEMPLATES.requests, { url_literal: JSON.stringify(origin + CHAT_PATH), body: pyLiteral(body, 4) });
   const tools = Array.isArray(body.tools) && body.tools.length > 0;
   if (body.stream) {
     return [
@@ -92,8 +86,7 @@ export function requestsSnippet(origin, body) {
       "if message[\"content\"] is not None:",
       "    print(message[\"content\"])"].join("\n");
   }
-  return [...head, ")", "response.raise_for_status()",
-    "print(response.json()[\"choices\"][0][\"message\"][\"content\"])"].join("\n");
+  return [...head, ...TEMPLATES.requests_answer].join("\n");
 }
 
 export function openaiSnippet(origin, body) {

@@ -205,7 +205,7 @@ function renderChoice() {
   $("#tool-options").classList.toggle("off", off);
 }
 
-function render() {
+function renderSettings() {
   for (const radio of document.querySelectorAll("#format-options input")) radio.checked = radio.value === s.format;
   $("#format-hint").textContent = FORMAT_HINTS[s.format];
   $("#schema-editor").hidden = s.format !== "json_schema";
@@ -220,7 +220,7 @@ function render() {
 
 function changed() {
   save();
-  render();
+  renderSettings();
   onChange();
 }
 
@@ -268,5 +268,5 @@ export function initStructured({ onChange: callback }) {
   });
   $("#tool-choice").addEventListener("change", (ev) => { s.toolChoice = ev.target.value; changed(); });
   $("#parallel-calls").addEventListener("change", (ev) => { s.parallel = ev.target.checked; changed(); });
-  render();
+  renderSettings();
 }
