@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import EngineConfig, ModelConfig, RunConfigs, ServerConfig, default_data_dir
+from .config import BenchConfig, EngineConfig, ModelConfig, RunConfigs, ServerConfig, default_data_dir
 from .model.args import PRESETS
 from .options import add_options, from_options
 
+
+
+def _csv(values) -> str:
+    return ",".join(map(str, values))
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -85,13 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: none,int8,int4 for --shapes, auto for --model)")
     add_options(bench, ModelConfig, exclude=("model", "quantize", "served_model_name"))
     bench.add_argument("--data-dir", type=Path, default=None)
-    bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
-    bench.add_argument("--prompt-len", type=int, default=64)
-    bench.add_argument("--output-len", type=int, default=32)
-    bench.add_argument("--prefix-len", type=int, default=2000, help="shared-prefix TTFT test length (0: skip it)")
-    bench.add_argument("--http-clients", default="1,8,32", help="comma-separated client counts for the HTTP run")
-    bench.add_argument("--peer-batches", default="1,8,32", help="comma-separated batch sizes for the peers")
-    bench.add_argument("--suites", default="kernels,engine,grammar,http,peers",
+    b = BenchConfig()
+    bench.add_argument("--concurrency", default=_csv(b.concurrency), help="comma-separated client counts")
+    bench.add_argument("--prompt-len", type=int, default=b.prompt_len)
+    bench.add_argument("--output-len", type=int, default=b.output_len)
+    bench.add_argument("--prefix-len", type=int, default=b.prefix_len, help="shared-prefix TTFT test length (0: skip it)")
+    bench.add_argument("--http-clients", default=_csv(b.http_clients), help="comma-separated client counts for the HTTP run")
+    bench.add_argument("--peer-batches", default=_csv(b.peer_batches), help="comma-separated batch sizes for the peers")
+    bench.add_argument("--suites", default=_csv(b.suites),
                        help="what to measure: kernels (one int8, int4 or bf16 matmul, ours against stock), "
                             "engine (in-process), grammar (structured-output overhead), "
                             "http (live server), peers (transformers, llama.cpp)")

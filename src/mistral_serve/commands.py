@@ -186,7 +186,8 @@ def cmd_usage(ns: argparse.Namespace, configs: RunConfigs) -> int:
 def cmd_bench(ns: argparse.Namespace, configs: RunConfigs) -> int:
     from pathlib import Path
 
-    from .bench.run import BenchConfig, run_bench
+    from .bench.run import run_bench
+    from .config import BenchConfig
     from .config import default_data_dir
     from .model.args import preset
     from .model.hardware import DTYPES

@@ -138,6 +138,20 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """What `mistral-serve bench` measures (its options default to these)."""
+
+    concurrency: tuple[int, ...] = (1, 4, 16, 64)
+    prompt_len: int = 64
+    output_len: int = 32
+    prefix_len: int = 2000  # shared-prefix TTFT test length (0: skip it)
+    max_num_batched_tokens: int = EngineConfig().max_num_batched_tokens
+    http_clients: tuple[int, ...] = (1, 8, 32)
+    peer_batches: tuple[int, ...] = (1, 8, 32)
+    suites: tuple[str, ...] = ("kernels", "engine", "grammar", "http", "peers")
+
+
+@dataclass(frozen=True, slots=True)
 class RunConfigs:
     """What one command runs with; None where the command has no use for it."""
 

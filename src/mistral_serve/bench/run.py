@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import EngineConfig, ModelConfig
+from ..config import BenchConfig, EngineConfig, ModelConfig
 from ..engine.engine import LLMEngine
 from ..engine.runner import kv_bytes_per_block
 from ..loading import LoadedModel, load
@@ -21,16 +21,6 @@ from .engine_bench import grammar_overhead, prefill_rate, prefix_ttft, throughpu
 from .summary import Figures, summary_lines
 
 
-@dataclass(frozen=True, slots=True)
-class BenchConfig:
-    concurrency: tuple[int, ...] = (1, 4, 16, 64)
-    prompt_len: int = 64
-    output_len: int = 32
-    prefix_len: int = 2000
-    max_num_batched_tokens: int = 512
-    http_clients: tuple[int, ...] = (1, 8, 32)
-    peer_batches: tuple[int, ...] = (1, 8, 32)
-    suites: tuple[str, ...] = ("kernels", "engine", "grammar", "http", "peers")
 
 
 @dataclass

@@ -11,9 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..engine.params import MAX_STOP_STRINGS
+
 TokenId = Annotated[int, Field(ge=0)]
-# Up to 4 stop strings, as in the OpenAI API.
-Stop = str | Annotated[list[str], Field(max_length=4)] | None
+# The OpenAI API takes up to 4 stop strings; the engine itself takes more (MAX_STOP_STRINGS) for
+# offline callers. The API keeps OpenAI's limit so that a request valid here is valid there.
+OPENAI_MAX_STOP = 4
+assert OPENAI_MAX_STOP <= MAX_STOP_STRINGS
+Stop = str | Annotated[list[str], Field(max_length=OPENAI_MAX_STOP)] | None
 # logit_bias keys are token ids written as strings.
 LogitBias = dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100, le=100)]]
 
@@ -133,7 +138,7 @@ class _ChatFields(_Strict):
     max_completion_tokens: int | None = Field(default=None, ge=1, description="Maximum tokens to generate.")
     n: int = Field(default=1, ge=1, le=128, description="How many independent answers to generate.")
     stop: Stop = Field(default=None,
-                       description="Up to 4 strings; generation stops before any of them (not included).")
+                       description=f"Up to {OPENAI_MAX_STOP} strings; generation stops before any of them (not included).")
     stream: bool = Field(default=False, description="Stream the answer as server-sent events.")
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0,
