@@ -8,7 +8,7 @@ import pytest
 # Tests import the package from src/ even when it is not installed in editable mode.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 
-from server_process import ServerProcess  # noqa: E402  (this folder is on sys.path: conftest's own)
+from support.server_process import ServerProcess  # noqa: E402  (this folder is on sys.path: conftest's own)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import httpx
 import openai
 import pytest
 
-from server_process import ServerProcess, free_port, fresh_data_dir
+from support.server_process import ServerProcess, free_port, fresh_data_dir
 
 MODEL = "open-mistral-7b"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 6}

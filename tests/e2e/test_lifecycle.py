@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from live import RUNNING, USED, Streams, chat, metrics, read_sse, wait_until
-from server_process import ServerProcess, fresh_data_dir
+from support.live import RUNNING, USED, Streams, chat, metrics, read_sse, wait_until
+from support.server_process import ServerProcess, fresh_data_dir
 
 # One torch thread per server: on a small machine shared with other servers, spinning OpenMP
 # threads can slow each engine step a hundredfold.

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server_process import ServerProcess
+from support.server_process import ServerProcess
 
 MODEL = "open-mistral-7b"
 # One torch thread per server: on a small machine shared with other servers, spinning OpenMP

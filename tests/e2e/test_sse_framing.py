@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from live import chat, read_sse
+from support.live import chat, read_sse
 
 NEL = 32131  # the v3 vocabulary's token for U+0085
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from figures import FIGURES, FULL
-from server_process import ServerProcess, fresh_data_dir
+from support.figures import FIGURES, FULL
+from support.server_process import ServerProcess, fresh_data_dir
 
 
 @pytest.fixture(scope="package")

@@ -10,8 +10,8 @@ import time
 
 import httpx
 
-from figures import report
-from live import IN_FLIGHT, RUNNING, USED, WAITING, chat, metrics, wait_until
+from support.figures import report
+from support.live import IN_FLIGHT, RUNNING, USED, WAITING, chat, metrics, wait_until
 
 CLIENTS = 100
 

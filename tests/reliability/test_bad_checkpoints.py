@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from figures import report
-from server_process import ServerProcess
+from support.figures import report
+from support.server_process import ServerProcess
 
 
 def truncated_weights(folder) -> str:

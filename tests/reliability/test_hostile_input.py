@@ -2,7 +2,7 @@
 hand-written nastiness (broken JSON and UTF-8, NUL bytes, huge and deeply nested bodies, absurd
 numbers, a body trickled byte by byte). No answer may be a 5xx, the key sent with every request
 shows up in no log, and the server keeps serving. The error bodies themselves are checked in
-tests/e2e/test_api_errors.py."""
+tests/e2e/test_errors_*.py."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from figures import report, size
-from live import MODEL, chat
-from server_process import ServerProcess, fresh_data_dir
+from support.figures import report, size
+from support.live import MODEL, chat
+from support.server_process import ServerProcess, fresh_data_dir
 
 KEY = "hostile-test-key-" + "k" * 20
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -7,9 +7,9 @@ import asyncio
 import random
 import time
 
-from figures import percentile, report
-from live import RUNNING, metrics, wait_until
-from traffic import mixed_request, send_all
+from support.figures import percentile, report
+from support.live import RUNNING, metrics, wait_until
+from support.traffic import mixed_request, send_all
 
 CLIENTS = 50  # of each kind: the figure, cheap enough for the reduced run too
 

@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from figures import report
-from live import RUNNING, WAITING, metrics
-from server_process import ServerProcess, fresh_data_dir
-from traffic import mixed_request, send_all
+from support.figures import report
+from support.live import RUNNING, WAITING, metrics
+from support.server_process import ServerProcess, fresh_data_dir
+from support.traffic import mixed_request, send_all
 
 BURST = 100
 MAX_QUEUE = 8

@@ -2,7 +2,8 @@
 keep going, and every 401 names the scheme to use. (Keys in no log and no generation record:
 test_hostile_input.py after hundreds of hostile requests, and tests/e2e/test_keys_usage.py; salted
 hashes only: test_keys_usage.py; model output shown as text in the browser:
-tests/ui/test_workbench.py; no open server on a non-loopback address: test_keys_usage.py.)"""
+tests/ui/test_workbench_conversation.py; no open server on a non-loopback address:
+test_keys_usage.py.)"""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import threading
 import httpx
 import pytest
 
-from figures import report
-from live import chat
-from server_process import ServerProcess, fresh_data_dir
+from support.figures import report
+from support.live import chat
+from support.server_process import ServerProcess, fresh_data_dir
 
 ROUTES = [("POST", "/v1/chat/completions"), ("POST", "/api/ai/chat/completions"), ("POST", "/v1/completions"),
           ("GET", "/v1/models"), ("GET", "/api/ai/models"), ("GET", "/api/ai/generations"), ("POST", "/tokenize")]

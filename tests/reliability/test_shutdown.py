@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from figures import report, size
-from live import RUNNING, Streams, chat, metrics, wait_until
-from server_process import ServerProcess, fresh_data_dir
+from support.figures import report, size
+from support.live import RUNNING, Streams, chat, metrics, wait_until
+from support.server_process import ServerProcess, fresh_data_dir
 
 STREAMS = 20
 GRACE = 3  # --shutdown-timeout: the short streams finish within it, the long ones cannot

@@ -7,8 +7,8 @@ import random
 
 import httpx
 
-from figures import FULL, report, size
-from live import MODEL
+from support.figures import FULL, report, size
+from support.live import MODEL
 
 REQUESTS = size(300, 1000)
 WARM_UP = 100  # the baseline is taken after these: allocators, caches and pools have settled

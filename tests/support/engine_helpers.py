@@ -9,7 +9,7 @@ from mistral_serve.config import EngineConfig
 from mistral_serve.engine.engine import LLMEngine
 from mistral_serve.engine.params import SamplingParams
 from mistral_serve.model.args import ModelArgs
-from reference_decode import generate
+from support.reference_decode import generate
 from mistral_serve.model.transformer import Transformer
 from mistral_serve.model.writer import random_parameters
 

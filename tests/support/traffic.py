@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from live import MODEL, read_sse
+from support.live import MODEL, read_sse
 
 PATHS = ["/v1/chat/completions", "/api/ai/chat/completions", "/v1/completions"]
 

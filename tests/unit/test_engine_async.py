@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from engine_helpers import engine, greedy, prompt, reference
+from support.engine_helpers import engine, greedy, prompt, reference
 from mistral_serve.engine.async_engine import AsyncEngine, EngineDeadError
 from mistral_serve.engine.params import ParamError, SamplingParams
 

@@ -4,7 +4,7 @@ through chunked prefill, sliding windows, preemption and the context limit."""
 import pytest
 import torch
 
-from engine_helpers import assert_no_leaks, engine, greedy, model, prompt, reference, run, run_one
+from support.engine_helpers import assert_no_leaks, engine, greedy, model, prompt, reference, run, run_one
 from mistral_serve.engine.engine import ContextLengthError
 from mistral_serve.engine.params import ParamError, SamplingParams
 from mistral_serve.engine.runner import ModelRunner

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from reference_decode import generate
-from engine_helpers import EOS, assert_no_leaks, engine, model, prompt, reference, run, run_one, tokenizer
+from support.reference_decode import generate
+from support.engine_helpers import EOS, assert_no_leaks, engine, model, prompt, reference, run, run_one, tokenizer
 from mistral_serve.engine.params import SamplingParams
 
 P = prompt(24, seed=2024)

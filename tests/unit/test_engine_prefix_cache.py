@@ -3,7 +3,7 @@ after finishing or aborting at any stage."""
 
 import pytest
 
-from engine_helpers import assert_no_leaks, engine, greedy, prompt, reference, run, run_one
+from support.engine_helpers import assert_no_leaks, engine, greedy, prompt, reference, run, run_one
 from mistral_serve.engine.params import SamplingParams
 
 PREFIX = prompt(100, seed=42)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
-from gguf_files import tensors_of, write_gguf
+from support.gguf_files import tensors_of, write_gguf
 from mistral_serve.model.args import ModelArgs
 from mistral_serve.model.checkpoint import find_checkpoint, interleaved_to_half, read_args
 from mistral_serve.model.errors import CheckpointError

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import torch
 
-import engine_helpers as h
+from support import engine_helpers as h
 from mistral_serve.bench.engine_bench import MaskTimer
 from mistral_serve.config import EngineConfig
 from mistral_serve.engine.engine import LLMEngine

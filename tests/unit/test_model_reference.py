@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
-from reference_decode import generate, new_cache, step
+from support.reference_decode import generate, new_cache, step
 from mistral_serve.model.loader import load_folder
 
 CONFIGS = {

@@ -9,7 +9,7 @@ int8 output layer; int8 re-rounds every matrix per output channel. Run with -s f
 import pytest
 import torch
 
-from real_model import smollm2_gguf
+from support.real_model import smollm2_gguf
 from mistral_serve.bench.perplexity import next_token_logprobs, passage, perplexity_of, top1_agreement
 from mistral_serve.model.gguf_io import gguf_args, open_gguf_file
 from mistral_serve.model.gguf_loader import load_gguf_transformer
