@@ -36,7 +36,7 @@ async def require_key(request: Request) -> str | None:
         request.state.key_name = None
         return None
     if token is None:
-        raise _unauthorized("Missing API key: send it as 'Authorization: Bearer KEY'", "Bearer")
+        raise _unauthorized("Missing API key: send it as 'Authorization: Bearer KEY' (or 'x-api-key: KEY')", "Bearer")
     if name is None:
         raise _unauthorized("Incorrect API key provided", 'Bearer error="invalid_token"')
     request.state.key_name = name

@@ -2,6 +2,7 @@
 
 /v1/* (OpenAI):  {"error": {"message", "type", "param", "code"}}
 /api/ai/* (hub): {"error": {"type", "title", "detail"}, "status": "error", "status_message": TYPE}
+/v1/messages* (Anthropic): {"type": "error", "error": {"type", "message"}}
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ _TYPES = {
     503: ("server_error", "unknown_error"),
 }
 
+# status -> Anthropic's error type (other 4xx: invalid_request_error; 5xx: api_error)
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
@@ -47,8 +59,16 @@ class APIError(Exception):
         return {"error": {"type": kind, "title": title, "detail": self.message},
                 "status": "error", "status_message": kind}
 
+    def anthropic_body(self) -> dict:
+        kind = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error" if 400 <= self.status < 500 else "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
     def body_for(self, path: str) -> dict:
-        return self.hub_body() if path.startswith("/api/ai") else self.openai_body()
+        if path.startswith("/api/ai"):
+            return self.hub_body()
+        if path == "/v1/messages" or path.startswith("/v1/messages/"):
+            return self.anthropic_body()
+        return self.openai_body()
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:

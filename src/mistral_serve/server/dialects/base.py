@@ -23,9 +23,10 @@ from ..state import Serving
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-def sse(payload: dict | str) -> str:
+def sse(payload: dict | str, event: str | None = None) -> str:
+    """One server-sent event; `event` names it (Anthropic's streams do, OpenAI's do not)."""
     text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False).translate(_LINE_BREAKS)
-    return f"data: {text}\n\n"
+    return (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
 
 
 class RunsResponse(StreamingResponse):

@@ -46,21 +46,27 @@ class OpenAIChat(OpenAIDialect):
     object = "chat.completion"
     chunk_object = "chat.completion.chunk"
 
-    def prepare(self, body: ChatCompletionRequest, endpoint: str, key_name: str | None) -> ChatJob:
+    def encode(self, body: ChatCompletionRequest) -> tuple[ToolPlan, list[int]]:
+        """The request's tool plan and prompt ids (404 for another model, 400 for bad tools or
+        messages); also what other dialects translated into a chat request count tokens with."""
         loaded = self.serving.check_model(body.model)
-        if body.top_logprobs and not body.logprobs:
-            raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
         plan = plan_tools(body, loaded.tokenizer)
-        guided = request_constraint(body)
-        if guided is not None and plan.guided is not None:
-            raise bad_request(f"{guided.field} cannot be combined with tool calls; "
-                              "set tool_choice to \"none\" or drop the constraint",
-                              param=guided.field, code="unsupported_parameter")
         messages = map_call_ids([m.model_dump(exclude_none=True) for m in body.messages])
         try:
             prompt_ids = loaded.tokenizer.encode_chat(messages, plan.tools)
         except ChatTemplateError as err:
             raise bad_request(str(err), param="messages", code="invalid_messages") from None
+        return plan, prompt_ids
+
+    def prepare(self, body: ChatCompletionRequest, endpoint: str, key_name: str | None) -> ChatJob:
+        if body.top_logprobs and not body.logprobs:
+            raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
+        plan, prompt_ids = self.encode(body)
+        guided = request_constraint(body)
+        if guided is not None and plan.guided is not None:
+            raise bad_request(f"{guided.field} cannot be combined with tool calls; "
+                              "set tool_choice to \"none\" or drop the constraint",
+                              param=guided.field, code="unsupported_parameter")
         explicit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = resolve_max_tokens(self.serving, explicit, len(prompt_ids))
         params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
