@@ -50,9 +50,14 @@ def _same_shape(args: ModelArgs, other: ModelArgs) -> bool:
     return all(getattr(args, k) == getattr(other, k) for k in keys)
 
 
+def _base_name(source: str) -> str:
+    """The last part of a folder, file or hub id: what a model without a card of its own is called."""
+    return source.rstrip("/").split("/")[-1] or "model"
+
+
 def _gguf_card(args: ModelArgs, source: str, meta: dict, served_name: str | None, **common) -> ModelCard:
     """A GGUF file describes itself (`general.*` metadata): name, size label, organization, license."""
-    stem = source.rstrip("/").split("/")[-1].removesuffix(".gguf") or "model"
+    stem = _base_name(source).removesuffix(".gguf") or "model"
     name = meta.get("general.name") or stem
     size = meta.get("general.size_label")
     about = meta.get("general.description")
@@ -92,7 +97,7 @@ def card_for(args: ModelArgs, source: str, *, demo: bool = False, quantization: 
         return ModelCard(
             id=served_name or MISTRAL_7B_ID, display_name="Mistral 7B",
             description=_MISTRAL_7B_DESCRIPTION, summary="General-purpose open model", **common)
-    name = source.rstrip("/").split("/")[-1] or "model"
+    name = _base_name(source)
     return ModelCard(
         id=served_name or name.lower(), display_name=name,
         description=f"A Mistral-architecture model loaded from {source}.",

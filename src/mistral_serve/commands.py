@@ -187,11 +187,9 @@ def cmd_bench(ns: argparse.Namespace, configs: RunConfigs) -> int:
     from pathlib import Path
 
     from .bench.run import run_bench
-    from .config import BenchConfig
-    from .config import default_data_dir
+    from .config import QUANTIZE_CHOICES, BenchConfig, default_data_dir
     from .model.args import preset
     from .model.hardware import DTYPES
-    from .config import QUANTIZE_CHOICES
     from .options import from_options
     from .random_checkpoint import write_random_checkpoint
 

@@ -63,21 +63,21 @@ def _tokenizer(files: CheckpointFiles, args: ModelArgs, cfg: ModelConfig, gfile:
                              model_vocab_size=args.vocab_size)
     except TokenizerError as err:
         raise CheckpointError(str(err)) from None
-    if tok.template == "mistral" and gfile is None and tok.vocab_size != args.vocab_size:
-        # Mistral's vocabularies and weights come in exact pairs (v1: 32000, v3: 32768); any other
-        # pairing is the wrong tokenizer file, and the model would emit ids it cannot decode.
-        raise CheckpointError(f"{tok.path}: the tokenizer has {tok.vocab_size} tokens but the model's "
-                              f"vocabulary has {args.vocab_size}: weights and tokenizer do not match")
     return tok
+
+
+def _float_params(args: ModelArgs, quantized: bool) -> int:
+    """Weights kept in the compute dtype. Quantized matrices are a fraction of the float size
+    (only the embedding stays float): fp32 compute fits where it would not otherwise."""
+    return args.vocab_size * args.dim if quantized else args.n_params
 
 
 def _load_weights(files: CheckpointFiles, args: ModelArgs, cfg: ModelConfig, gfile: GGUFFile | None,
                   device: torch.device) -> tuple[Transformer, torch.dtype, str]:
     """The model, its compute dtype, and a label of what its weights are."""
     if gfile is not None:
-        modes = layer_modes(gfile, args, cfg.quantize)
-        float_params = args.n_params if all(m == "none" for m in modes.values()) else args.vocab_size * args.dim
-        dtype = resolve_dtype(cfg.dtype, device, float_params)
+        quantized = any(m != "none" for m in layer_modes(gfile, args, cfg.quantize).values())
+        dtype = resolve_dtype(cfg.dtype, device, _float_params(args, quantized))
         model, label = load_gguf_transformer(gfile, args, dtype, device, cfg.quantize, cfg.group_size,
                                              cfg.cpu_kernels)
         return model, dtype, label
@@ -90,9 +90,7 @@ def _load_weights(files: CheckpointFiles, args: ModelArgs, cfg: ModelConfig, gfi
         quant = dataclasses.replace(stored, kernels=cfg.cpu_kernels) if stored else QuantConfig(kernels=cfg.cpu_kernels)
     else:
         quant = QuantConfig(cfg.quantize, cfg.group_size, cfg.cpu_kernels)
-    # Quantized weights are a fraction of the float size: fp32 compute fits where it did not.
-    float_params = args.n_params if quant.mode == "none" else args.vocab_size * args.dim
-    dtype = resolve_dtype(cfg.dtype, device, float_params)
+    dtype = resolve_dtype(cfg.dtype, device, _float_params(args, quant.mode != "none"))
     return load_transformer(files, args, dtype, device, quant), dtype, quant.label
 
 

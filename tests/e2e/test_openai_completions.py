@@ -1,9 +1,7 @@
 """The official `openai` package against a live server: /v1/completions (lists of prompts, token-id
 prompts, echo, logprobs and their offsets, streaming, stop) and the model list.
 
-The demo model has random weights, so its text means nothing, but it is a real model: greedy
-decoding is deterministic, a seed repeats a sample, and every sampling control changes the
-tokens in a way a test can see.
+Why the demo model serves here: see tests/support/openai_helpers.py.
 """
 
 from __future__ import annotations

@@ -2,9 +2,7 @@
 logit_bias (logit_bias itself, the presence, frequency and repetition penalties, stop_token_ids,
 min_tokens and ignore_eos around the end-of-sequence token).
 
-The demo model has random weights, so its text means nothing, but it is a real model: greedy
-decoding is deterministic, a seed repeats a sample, and every sampling control changes the
-tokens in a way a test can see. Each test would fail if the server ignored the parameter it is about.
+Why the demo model serves here: see tests/support/openai_helpers.py.
 """
 
 from __future__ import annotations

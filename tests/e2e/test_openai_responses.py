@@ -2,9 +2,7 @@
 recorded user, streamed chunks and usage, system, developer, multi-turn and content-part
 messages, errors raised as the client's exceptions, and the async client's concurrent requests.
 
-The demo model has random weights, so its text means nothing, but it is a real model: greedy
-decoding is deterministic, a seed repeats a sample, and every sampling control changes the
-tokens in a way a test can see.
+Why the demo model serves here: see tests/support/openai_helpers.py.
 """
 
 from __future__ import annotations

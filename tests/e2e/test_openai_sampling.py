@@ -1,9 +1,7 @@
 """The official `openai` package against a live server: the sampling parameters, each checked by its
 effect (temperature, seed, max_tokens, n, stop strings, logprobs; top_k, min_p and top_p).
 
-The demo model has random weights, so its text means nothing, but it is a real model: greedy
-decoding is deterministic, a seed repeats a sample, and every sampling control changes the
-tokens in a way a test can see. Each test would fail if the server ignored the parameter it is about.
+Why the demo model serves here: see tests/support/openai_helpers.py.
 """
 
 from __future__ import annotations

@@ -19,23 +19,11 @@ from gguf import GGMLQuantizationType as Q
 
 from mistral_serve.bench.gguf_export import add_shape_metadata
 from mistral_serve.model.args import ModelArgs
+from mistral_serve.model.checkpoint import parameter_sources
 from mistral_serve.model.writer import _checkpoint_tensors, random_parameters
-
-# Mistral-layout name stem -> GGUF name stem (both already in interleaved q/k order).
-_NAMES = {"attention_norm": "attn_norm", "attention.wq": "attn_q", "attention.wk": "attn_k",
-          "attention.wv": "attn_v", "attention.wo": "attn_output", "ffn_norm": "ffn_norm",
-          "feed_forward.w1": "ffn_gate", "feed_forward.w3": "ffn_up", "feed_forward.w2": "ffn_down"}
 
 # Byte offsets of each K-quant block's fp16 scale fields (ggml-common.h), block of 256 weights.
 _K_SCALES = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
-
-
-def gguf_name(name: str) -> str:
-    if name.startswith("layers."):
-        _, i, rest = name.split(".", 2)
-        return f"blk.{i}.{_NAMES[rest.removesuffix('.weight')]}.weight"
-    return {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
-            "output.weight": "output.weight"}[name]
 
 
 def random_k_blocks(rows: int, cols: int, qtype: str, seed: int) -> np.ndarray:
@@ -50,8 +38,12 @@ def random_k_blocks(rows: int, cols: int, qtype: str, seed: int) -> np.ndarray:
 
 
 def tensors_of(args: ModelArgs, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights under their GGUF names (float32, torch shapes)."""
-    return {gguf_name(n): t for n, t in _checkpoint_tensors(random_parameters(args, seed), "mistral", args)}
+    """Random weights under their GGUF names (float32, torch shapes). Mistral's layout already has
+    q/k rows interleaved, as GGUF does: its tensors are renamed, the loader's own name map read
+    backwards (both layouts list the same parts of each parameter in the same order)."""
+    to_gguf = {m: g for ours, src in parameter_sources("mistral", args).items()
+               for m, g in zip(src.names, parameter_sources("gguf", args)[ours].names)}
+    return {to_gguf[n]: t for n, t in _checkpoint_tensors(random_parameters(args, seed), "mistral", args)}
 
 
 def write_gguf(path: Path, args: ModelArgs, type_of: Callable[[str], str] = lambda name: "F32", *,

@@ -1,5 +1,10 @@
 """Helpers of the tests that drive a live server with the official `openai` package
 (tests/e2e/test_openai_*.py): chat calls with defaults, greedy answers, token ids, logprob tokens.
+
+The demo model has random weights, so its text means nothing, but it is a real model: greedy
+decoding is deterministic, a seed repeats a sample, and every sampling control changes the
+tokens in a way a test can see.
+Each of those files would fail if the server ignored the parameter it is about.
 """
 
 from __future__ import annotations

@@ -218,8 +218,7 @@ def parameter_sources(layout: Layout, args: ModelArgs) -> dict[str, Source]:
     }
     emb = out["tok_embeddings.weight"]
     out["output.weight"] = emb if args.tie_embeddings else _one("lm_head.weight" if hf else "output.weight")
-    to_half_q = None if hf else (lambda w: interleaved_to_half(w, args.n_heads))
-    to_half_k = None if hf else (lambda w: interleaved_to_half(w, args.n_kv_heads))
+    to_half_q, to_half_k = (None, None) if hf else _interleaved_qk(args)
     for i in range(args.n_layers):
         ours = f"layers.{i}."
         if hf:
@@ -243,10 +242,14 @@ def parameter_sources(layout: Layout, args: ModelArgs) -> dict[str, Source]:
     return out
 
 
+def _interleaved_qk(args: ModelArgs) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """The q and k row reorders of a layout that stores rotary pairs interleaved (Mistral, GGUF)."""
+    return (lambda w: interleaved_to_half(w, args.n_heads)), (lambda w: interleaved_to_half(w, args.n_kv_heads))
+
+
 def _gguf_sources(args: ModelArgs) -> dict[str, Source]:
     # llama.cpp's converter stores q/k rows interleaved, as Mistral's own layout does.
-    to_half_q = lambda w: interleaved_to_half(w, args.n_heads)  # noqa: E731
-    to_half_k = lambda w: interleaved_to_half(w, args.n_kv_heads)  # noqa: E731
+    to_half_q, to_half_k = _interleaved_qk(args)
     out = {"tok_embeddings.weight": _one("token_embd.weight"), "norm.weight": _one("output_norm.weight")}
     out["output.weight"] = out["tok_embeddings.weight"] if args.tie_embeddings else _one("output.weight")
     for i in range(args.n_layers):

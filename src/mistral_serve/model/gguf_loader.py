@@ -15,8 +15,6 @@ Peak memory is the loaded model plus about two float32 copies of the largest mat
 
 from __future__ import annotations
 
-from collections import Counter
-
 import torch
 from torch import Tensor
 
@@ -45,11 +43,12 @@ def check_tensors(gfile: GGUFFile, args: ModelArgs) -> None:
 
 
 def _auto_mode(types: list[str]) -> str:
-    def one(t: str) -> str:
-        return "none" if t in FLOAT_TYPES else "int4" if t in FOUR_BIT_TYPES else "int8"
-    if all(t in FLOAT_TYPES for t in types):
+    """The mode of a (possibly fused) matrix whose parts are stored in `types`: float only if every
+    part is; otherwise the quantized parts decide, int8 if any of them is wider than 4 bits."""
+    quantized = [t for t in types if t not in FLOAT_TYPES]
+    if not quantized:
         return "none"
-    return max((one(t) for t in types if t not in FLOAT_TYPES), key=_WIDTH.__getitem__)
+    return "int4" if all(t in FOUR_BIT_TYPES for t in quantized) else "int8"
 
 
 def layer_modes(gfile: GGUFFile, args: ModelArgs, choice: str) -> dict[str, str]:
@@ -96,8 +95,9 @@ def load_gguf_transformer(gfile: GGUFFile, args: ModelArgs, dtype: torch.dtype, 
     choice: auto | none | int8 | int4 (see the module docstring)."""
     check_tensors(gfile, args)
     modes = layer_modes(gfile, args, choice)
-    quant = QuantConfig("int4" if "int4" in modes.values() else "int8" if "int8" in modes.values() else "none",
-                        group_size if choice != "auto" else 32, kernels)
+    # Each layer's mode comes from `modes`; the config carries the int4 group (32 under auto, so
+    # that Q4 blocks stay exact) and the kernel choice.
+    quant = QuantConfig(group_size=group_size if choice != "auto" else 32, kernels=kernels)
     with torch.device("meta"):
         model = Transformer(args)
     if device.type == "cpu":
@@ -138,9 +138,4 @@ def _label(gfile: GGUFFile, model: Transformer, dtype: torch.dtype, exact: int) 
     quantized = any(m != "none" for m in used)
     detail = f" (weight-only{', Q4 blocks kept exactly' if exact else ''})" if quantized else ""
     return f"{ours}{detail}, from {source}"
-
-
-def gguf_layer_types(gfile: GGUFFile) -> Counter:
-    """How many tensors of each type the file holds, for logs."""
-    return Counter(t.type for t in gfile.tensors.values())
 

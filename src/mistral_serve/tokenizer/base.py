@@ -8,8 +8,9 @@ checkpoint gets is decided once, in choose.py (`load_tokenizer`).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
 # with bytes suffice; the rest is room for control tokens inside a character, which a
 # byte-level decoder skips (b"" runs), e.g. [<0xE4 byte>, <|im_end|>, <0xB8>, <0xAD>].
 _TAIL_TOKENS = 8
+
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def byte_fallback_pieces(pieces: Iterable[str], is_special: Callable[[int], bool]) -> dict[int, bytes]:
+    """Sentencepiece-style vocabularies: the ids of the byte-fallback pieces ("<0xE4>") and the
+    byte each stands for. Only these carry partial characters; every other piece is whole
+    characters and ends a run of bytes."""
+    table = {}
+    for i, piece in enumerate(pieces):
+        match = _BYTE_PIECE.fullmatch(piece)
+        if match and not is_special(i):
+            table[i] = bytes([int(match.group(1), 16)])
+    return table
 
 
 class TokenizerError(ValueError):

@@ -16,7 +16,6 @@ them. So grammar_vocab() has one entry per model row and any sampled id decodes.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
-from .base import ChatTemplateError, Tokenizer, TokenizerError
+from .base import ChatTemplateError, Tokenizer, TokenizerError, byte_fallback_pieces
 from .gguf_vocab import byte_level_bytes
 from .template import ChatTemplate, prepare_messages
 
@@ -33,7 +32,6 @@ from .template import ChatTemplate, prepare_messages
 # <|im_end|>, but many ChatML models end the text with <|endoftext|>).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                       "</s>", "<|end_of_text|>", "<|eom_id|>")
-_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 NO_TEMPLATE = ("this checkpoint has no chat template: send a prompt you format yourself to "
                "/v1/completions, or start the server with --chat-template PATH")
 
@@ -179,10 +177,8 @@ class CheckpointTokenizer(Tokenizer):
             return [byte_level_bytes(piece) for piece in self._pieces]
         table: list[bytes | None] = [None] * self._own
         if self._kind == "sentencepiece":
-            for i, piece in enumerate(self._pieces):
-                match = _BYTE_PIECE.fullmatch(piece)
-                if match and i not in self._control:
-                    table[i] = bytes([int(match.group(1), 16)])
+            for i, value in byte_fallback_pieces(self._pieces, self._control.__contains__).items():
+                table[i] = value
         return table
 
     def _find_stop_ids(self) -> frozenset[int]:

@@ -99,10 +99,12 @@ def load_tokenizer(folder: Path | None, *, gguf_path: Path | None = None,
     else:
         tokenizer = _own(checkpoint, _template_file(Path(chat_template)), model_vocab_size,
                          override=True)
-    # Fewer tokens than embedding rows is a padded embedding, except for a Mistral checkpoint's
-    # own file: Mistral's weights match their tokenizer exactly, so there it is the wrong file.
-    own_file = tokenizer.path == checkpoint.mistral_file
-    if tokenizer.vocab_size > model_vocab_size or (own_file and tokenizer.vocab_size != model_vocab_size):
+    # Fewer tokens than embedding rows is a padded embedding, except where a folder gets
+    # mistral-common: Mistral's weights match their tokenizer exactly (v1: 32000, v3: 32768), so
+    # there it is the wrong file, and the model would emit ids it cannot decode. (A GGUF may pad
+    # Mistral's vocabulary with unused tokens; those files are compared piece by piece.)
+    exact = tokenizer.template == "mistral" and checkpoint.gguf_meta is None
+    if tokenizer.vocab_size > model_vocab_size or (exact and tokenizer.vocab_size != model_vocab_size):
         only = "only " if tokenizer.vocab_size > model_vocab_size else ""
         raise TokenizerError(f"{tokenizer.path}: the tokenizer has {tokenizer.vocab_size} tokens but "
                              f"the model's vocabulary has {only}{model_vocab_size}: weights and "

@@ -25,7 +25,7 @@ from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenize
 from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 from pydantic import ValidationError
 
-from .base import ChatTemplateError, Tokenizer, TokenizerError
+from .base import ChatTemplateError, Tokenizer, TokenizerError, byte_fallback_pieces
 
 
 # `name.model.v3`, `name.model.v7m1`: the version suffixes mistral-common understands. The
@@ -241,13 +241,7 @@ class MistralCommonTokenizer(Tokenizer):
 
         # sentencepiece pieces are whole characters; only the 256 byte-fallback pieces
         # (`<0xE4>`) carry partial characters, and any other piece ends a run of them.
-        index = {piece: i for i, piece in enumerate(raw.vocab())}
-        byte_of: dict[int, bytes] = {}
-        for value in range(256):
-            token_id = index.get(f"<0x{value:02X}>")
-            if token_id is not None and not raw.is_special(token_id):
-                byte_of[token_id] = bytes([value])
-        return byte_of.get
+        return byte_fallback_pieces(raw.vocab(), raw.is_special).get
 
     def _run_bytes(self, i: int) -> bytes | None:
         return self._byte_run(i)
