@@ -121,6 +121,8 @@ class ServerConfig:
     default_max_tokens: int | None = option(
         None, "cap on generated tokens when a request sets none (default: up to the context end; 512 for the demo)")
     shutdown_timeout: float = option(30.0, "seconds running requests get to finish after SIGTERM")
+    response_retention_days: float = option(
+        30.0, "days a stored response (/v1/responses with store: true, OpenAI's default) is kept")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -131,6 +133,8 @@ class ServerConfig:
             raise ValueError("body_timeout must be positive")
         if self.default_max_tokens is not None and self.default_max_tokens < 1:
             raise ValueError("default_max_tokens must be positive")
+        if self.response_retention_days <= 0:
+            raise ValueError("response_retention_days must be positive")
 
     @property
     def loopback(self) -> bool:

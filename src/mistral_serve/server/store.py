@@ -1,4 +1,5 @@
-"""The embedded store (SQLite, WAL): API keys as salted hashes, and the log of generations.
+"""The embedded store (SQLite, WAL): API keys as salted hashes, the log of generations, and the
+Responses API's stored responses (each visible only to the key that made it, until it expires).
 
 Every write is one short transaction on its own connection, so a crash loses at most the record
 being written, and readers never block the writer (WAL mode).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import sqlite3
 import time
@@ -41,6 +43,16 @@ CREATE TABLE IF NOT EXISTS generations (
     completion_text TEXT
 );
 CREATE INDEX IF NOT EXISTS generations_created ON generations (created);
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    key_name TEXT,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    response_json TEXT NOT NULL,
+    input_items_json TEXT NOT NULL,
+    history_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires);
 """
 
 KEY_PREFIX = "ms-"
@@ -74,6 +86,21 @@ class Generation:
     status: int
     request_json: str | None = None
     completion_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response kept for GET /v1/responses/{id} and previous_response_id: the response object,
+    its own input items (with their ids), and the conversation it ends as chat messages (without
+    the instructions, which are not carried over)."""
+
+    id: str
+    key_name: str | None
+    created: float
+    expires: float
+    response: dict
+    input_items: list[dict]
+    history: list[dict]
 
 
 class Store:
@@ -167,3 +194,27 @@ class Store:
                 "SELECT COALESCE(key_name, '-'), date(created, 'unixepoch') AS day, COUNT(*), "
                 "SUM(prompt_tokens), SUM(completion_tokens) FROM generations "
                 "GROUP BY 1, 2 ORDER BY day DESC, 1").fetchall()
+
+    # ---- stored responses ------------------------------------------------------------------------
+    def put_response(self, r: StoredResponse) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM responses WHERE expires <= ?", (time.time(),))  # the expired go on each write
+            db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?)",
+                       (r.id, r.key_name, r.created, r.expires, json.dumps(r.response, ensure_ascii=False),
+                        json.dumps(r.input_items, ensure_ascii=False), json.dumps(r.history, ensure_ascii=False)))
+
+    def get_response(self, response_id: str, key_name: str | None) -> StoredResponse | None:
+        """The response if it exists, has not expired and was made with this key (None: open server)."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT * FROM responses WHERE id = ? AND key_name IS ? AND expires > ?",
+                             (response_id, key_name, time.time())).fetchone()
+        if row is None:
+            return None
+        rid, key, created, expires, response, items, history = row
+        return StoredResponse(rid, key, created, expires, json.loads(response), json.loads(items), json.loads(history))
+
+    def delete_response(self, response_id: str, key_name: str | None) -> bool:
+        with closing(self._connect()) as db, db:
+            cur = db.execute("DELETE FROM responses WHERE id = ? AND key_name IS ? AND expires > ?",
+                             (response_id, key_name, time.time()))
+            return cur.rowcount > 0

@@ -17,16 +17,33 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from pydantic import ValidationError
-
 from ..errors import APIError, bad_request
 from ..generation import Run
 from ..protocol import ChatCompletionRequest
-from ..protocol_anthropic import (CountTokensRequest, ImageBlock, MessagesRequest, TextBlock, ToolChoiceAny,
-                                  ToolChoiceAuto, ToolChoiceNone, ToolChoiceTool, ToolResultBlock, ToolUseBlock)
+from ..protocol_anthropic import (
+    CountTokensRequest,
+    ImageBlock,
+    MessagesRequest,
+    TextBlock,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 from ..tools import ChoiceOutput
 from .base import Dialect, sse
-from .openai_chat import ChatJob, OpenAIChat
+from .openai_chat import ChatJob, OpenAIChat, translated_chat
+from .pieces import (
+    CallArguments,
+    CallStart,
+    Finished,
+    Piece,
+    Text,
+    choice_pieces,
+    collect,
+)
 
 TEXT_ONLY = "this model reads text only: image and document content blocks are not supported"
 
@@ -117,12 +134,7 @@ def chat_request(body: CountTokensRequest) -> ChatCompletionRequest:
             fields["top_k"] = body.top_k
         if body.metadata and body.metadata.user_id:
             fields["user"] = body.metadata.user_id
-    try:
-        chat = ChatCompletionRequest.model_validate(fields)
-    except ValidationError as err:  # what our own model let through and the chat model does not
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e.get("loc", ()))
-        raise bad_request(f"Invalid value for {where}: {e.get('msg', 'invalid')}", param=where) from None
+    chat = translated_chat(fields)
     if isinstance(body, MessagesRequest) and body.stop_sequences:
         # Anthropic takes more stop strings than OpenAI's 4; the engine takes up to MAX_STOP_STRINGS.
         chat.stop = list(body.stop_sequences)
@@ -192,26 +204,13 @@ class AnthropicMessages(Dialect):
         return "end_turn", None
 
     async def complete(self, job: MessagesJob) -> dict:
-        run = job.runs[0]
         choice = ChoiceOutput(self.serving.loaded.tokenizer, job.plan)
-        texts: list[str] = []
-        calls, reason = None, None
-        async with aclosing(run.outputs()) as outputs:
-            async for out in outputs:
-                for d in out.deltas:
-                    texts.append(choice.feed(d.text, d.token_ids))
-                    if d.finish_reason:
-                        reason = d.finish_reason
-                        tail, calls = choice.finish()
-                        texts.append(tail)
-                        if calls:
-                            run.finish_reasons[d.index] = "tool_calls"  # before the run's record is written
-        text = "".join(texts)
-        content: list[dict] = [{"type": "text", "text": text}] if text or not calls else []
-        for call in calls or []:
+        answer = await collect(job.runs[0], choice)
+        content: list[dict] = [{"type": "text", "text": answer.text}] if answer.text or not answer.calls else []
+        for call in answer.calls or []:
             content.append({"type": "tool_use", "id": f"toolu_{call['id']}", "name": call["function"]["name"],
                             "input": tool_input(call["function"]["arguments"])})
-        stop_reason, stop_sequence = self._stop(job, choice, reason, calls)
+        stop_reason, stop_sequence = self._stop(job, choice, answer.reason, answer.calls)
         return {**self._message(job, content), "stop_reason": stop_reason, "stop_sequence": stop_sequence}
 
     def stream(self, job: MessagesJob) -> AsyncIterator[str]:
@@ -227,6 +226,13 @@ class AnthropicMessages(Dialect):
         def event(kind: str, payload: dict) -> str:
             return sse({"type": kind, **payload}, event=kind)
 
+        def open_block(kind: str, block: dict) -> list[str]:
+            nonlocal blocks, open_kind
+            events = close()
+            blocks += 1
+            open_kind = kind
+            return events + [event("content_block_start", {"index": blocks, "content_block": block})]
+
         def close() -> list[str]:
             nonlocal open_kind
             if open_kind is None:
@@ -234,37 +240,18 @@ class AnthropicMessages(Dialect):
             open_kind = None
             return [event("content_block_stop", {"index": blocks})]
 
-        def text_events(text: str) -> list[str]:
-            nonlocal blocks, open_kind
-            if not text:
-                return []
-            events = []
-            if open_kind != "text":
-                events += close()
-                blocks += 1
-                open_kind = "text"
-                events.append(event("content_block_start",
-                                    {"index": blocks, "content_block": {"type": "text", "text": ""}}))
-            events.append(event("content_block_delta",
-                                {"index": blocks, "delta": {"type": "text_delta", "text": text}}))
-            return events
-
-        def call_events(deltas: list[dict]) -> list[str]:
-            nonlocal blocks, open_kind
-            events = []
-            for delta in deltas:
-                if "id" in delta:  # a new call: its block
-                    events += close()
-                    blocks += 1
-                    open_kind = "tool_use"
-                    events.append(event("content_block_start", {"index": blocks, "content_block": {
-                        "type": "tool_use", "id": f"toolu_{delta['id']}", "name": delta["function"]["name"],
-                        "input": {}}}))
-                arguments = delta["function"].get("arguments")
-                if arguments:
-                    events.append(event("content_block_delta", {"index": blocks, "delta": {
-                        "type": "input_json_delta", "partial_json": arguments}}))
-            return events
+        def render(piece: Piece) -> list[str]:
+            if isinstance(piece, Text) and piece.text:
+                events = open_block("text", {"type": "text", "text": ""}) if open_kind != "text" else []
+                return events + [event("content_block_delta",
+                                       {"index": blocks, "delta": {"type": "text_delta", "text": piece.text}})]
+            if isinstance(piece, CallStart):
+                return open_block("tool_use", {"type": "tool_use", "id": f"toolu_{piece.id}", "name": piece.name,
+                                               "input": {}})
+            if isinstance(piece, CallArguments):
+                return [event("content_block_delta", {"index": blocks, "delta": {
+                    "type": "input_json_delta", "partial_json": piece.text}})]
+            return []
 
         def start() -> list[str]:
             nonlocal started
@@ -276,24 +263,19 @@ class AnthropicMessages(Dialect):
             return [event("message_start", {"message": message}), event("ping", {})]
 
         try:
-            reason, calls = None, None
-            async with aclosing(run.outputs()) as outputs:
-                async for out in outputs:
+            end = Finished("stop", None)
+            async with aclosing(choice_pieces(run, choice)) as batches:
+                async for batch in batches:
                     for e in start():  # after the first output: the prompt's cached tokens are known
                         yield e
-                    for d in out.deltas:
-                        for e in text_events(choice.feed(d.text, d.token_ids)) + call_events(choice.call_deltas()):
+                    for piece in batch:
+                        if isinstance(piece, Finished):
+                            end = piece
+                        for e in render(piece):
                             yield e
-                        if d.finish_reason:
-                            reason = d.finish_reason
-                            tail, calls = choice.finish()
-                            for e in text_events(tail) + call_events(choice.closing_deltas(calls or [])):
-                                yield e
-                            if calls:
-                                run.finish_reasons[d.index] = "tool_calls"
             for e in start() + close():
                 yield e
-            stop_reason, stop_sequence = self._stop(job, choice, reason, calls)
+            stop_reason, stop_sequence = self._stop(job, choice, end.reason, end.calls)
             yield event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                                           "usage": {"output_tokens": run.completion_tokens}})
             yield event("message_stop", {})
