@@ -104,7 +104,8 @@ def test_openapi_lists_every_endpoint(obs):
     paths = set(spec["paths"])
     for path in ("/v1/chat/completions", "/api/ai/chat/completions", "/v1/completions", "/v1/models",
                  "/api/ai/models/{model_id}", "/api/ai/generations", "/tokenize", "/detokenize",
-                 "/health", "/metrics"):
+                 "/health", "/metrics", "/v1/responses", "/v1/responses/{response_id}", "/v1/messages",
+                 "/api/chat", "/api/generate", "/api/tags", "/api/show"):
         assert path in paths, f"{path} missing from /openapi.json: {sorted(paths)}"
     assert "post" in spec["paths"]["/v1/chat/completions"]
     assert "get" in spec["paths"]["/api/ai/generations"]

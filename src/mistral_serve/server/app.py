@@ -13,7 +13,7 @@ from .. import __version__
 from .errors import (APIError, api_error_handler, http_error_handler, unexpected_error_handler,
                      validation_error_handler)
 from .middleware import BodyLimit, BodyTimeout, RefuseLoneSurrogates, RequestMetrics
-from .routes import chat, generations, messages, models, responses, system
+from .routes import chat, generations, messages, models, ollama, responses, system
 from .routes import workbench
 from .state import Serving
 
@@ -28,7 +28,8 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
 
     app = FastAPI(title="mistral-serve", version=__version__, lifespan=lifespan,
                   description="A self-hosted Mistral 7B server: OpenAI-compatible (/v1, with /v1/responses), Anthropic-compatible "
-                              "(/v1/messages) and hub-compatible (/api/ai) endpoints.",
+                              "(/v1/messages), Ollama-compatible (/api/chat, /api/generate, ...) and hub-compatible "
+                              "(/api/ai) endpoints.",
                   docs_url="/api/docs", redoc_url=None)
     serving.started = int(time.time())
     app.state.serving = serving
@@ -37,7 +38,7 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     for router in (chat.router, responses.router, messages.router, models.router, generations.router, system.router,
-                   workbench.router):
+                   ollama.router, workbench.router):
         app.include_router(router)
     # Outermost last: the time and size limits apply while RefuseLoneSurrogates reads the body.
     app.add_middleware(RefuseLoneSurrogates)

@@ -3,6 +3,7 @@
 /v1/* (OpenAI):  {"error": {"message", "type", "param", "code"}}
 /api/ai/* (hub): {"error": {"type", "title", "detail"}, "status": "error", "status_message": TYPE}
 /v1/messages* (Anthropic): {"type": "error", "error": {"type", "message"}}
+/api/* but /api/ai (Ollama): {"error": "message"}
 """
 
 from __future__ import annotations
@@ -63,9 +64,14 @@ class APIError(Exception):
         kind = _ANTHROPIC_TYPES.get(self.status, "invalid_request_error" if 400 <= self.status < 500 else "api_error")
         return {"type": "error", "error": {"type": kind, "message": self.message}}
 
+    def ollama_body(self) -> dict:
+        return {"error": self.message}
+
     def body_for(self, path: str) -> dict:
         if path.startswith("/api/ai"):
             return self.hub_body()
+        if path.startswith("/api/"):
+            return self.ollama_body()
         if path == "/v1/messages" or path.startswith("/v1/messages/"):
             return self.anthropic_body()
         return self.openai_body()

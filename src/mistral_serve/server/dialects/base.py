@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
 
+from ..errors import bad_request
 from ..generation import Run, admit_all
 from ..state import Serving
+
+M = TypeVar("M", bound=BaseModel)
 
 # Line breaks to many clients (str.splitlines, httpx's iter_lines) though not to SSE: escaped, so
 # that no client sees an event cut in two. JSON strings may spell any character as \uXXXX.
@@ -29,12 +33,17 @@ def sse(payload: dict | str, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
 
 
+def json_line(payload: dict) -> str:
+    """One line of a newline-delimited JSON stream (Ollama's), its line breaks escaped as in sse."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKS) + "\n"
+
+
 class RunsResponse(StreamingResponse):
     """A streamed answer that gives back its runs' queue slots however it ends, even when the
     client leaves before the stream's first byte (the body generator then never starts)."""
 
-    def __init__(self, body: AsyncIterator[str], runs: list[Run]) -> None:
-        super().__init__(body, media_type="text/event-stream",
+    def __init__(self, body: AsyncIterator[str], runs: list[Run], media_type: str = "text/event-stream") -> None:
+        super().__init__(body, media_type=media_type,
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.runs = runs
 
@@ -67,6 +76,18 @@ async def cancel_on_disconnect(request: Request, work: "asyncio.Future") -> None
         await asyncio.sleep(0.25)
 
 
+def translated(model: type[M], fields: dict) -> M:
+    """The OpenAI request (chat or completions) another dialect's body translates into, validated
+    as that path validates a body: what the dialect's own model let through and this one does
+    not is a 400 naming the field."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        raise bad_request(f"Invalid value for {where}: {e.get('msg', 'invalid')}", param=where) from None
+
+
 @dataclass
 class Job:
     """A request made ready for the engine: its body and its runs (one per prompt)."""
@@ -77,6 +98,8 @@ class Job:
 
 class Dialect:
     """One API's translation in and renderer out, over the generation service."""
+
+    media_type = "text/event-stream"  # of the streamed answer
 
     def __init__(self, serving: Serving) -> None:
         self.serving = serving
@@ -97,5 +120,5 @@ class Dialect:
         job = await asyncio.to_thread(self.prepare, body, request.url.path, key_name)
         admit_all(job.runs)
         if body.stream:
-            return RunsResponse(self.stream(job), job.runs)
+            return RunsResponse(self.stream(job), job.runs, self.media_type)
         return await complete_unless_disconnected(request, self.complete(job), job.runs)

@@ -7,15 +7,13 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from pydantic import ValidationError
-
 from ...tokenizer import ChatTemplateError, Tokenizer
 from ..errors import bad_request
 from ..generation import Run, compile_grammar, resolve_max_tokens, token_text
 from ..guided import request_constraint
 from ..protocol import ChatCompletionRequest
 from ..tools import ChoiceOutput, ToolPlan, map_call_ids, plan_tools
-from .base import Job
+from .base import Job, translated
 from .openai_common import OpenAIDialect, sampling_params
 
 
@@ -39,15 +37,8 @@ def _chunk_choice(index: int, delta: dict, finish: str | None = None, logprobs=N
 
 
 def translated_chat(fields: dict) -> ChatCompletionRequest:
-    """The chat request another dialect's body translates into (its `fields`), validated as the
-    chat path validates a body; what the dialect's own model let through and chat's does not is
-    a 400 naming the chat field."""
-    try:
-        return ChatCompletionRequest.model_validate(fields)
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e.get("loc", ()))
-        raise bad_request(f"Invalid value for {where}: {e.get('msg', 'invalid')}", param=where) from None
+    """The chat request another dialect's body translates into (its `fields`)."""
+    return translated(ChatCompletionRequest, fields)
 
 
 @dataclass
