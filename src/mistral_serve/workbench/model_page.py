@@ -2,7 +2,8 @@
 
 It follows the hosted hub's model page: title and description, the model id, a metrics table, a
 link to the workbench, example requests (Minimal, Basic parameters, All parameters) in cURL and
-Python, how to fetch the model object, and a table of the request parameters built from the
+Python, the Basic request in the server's other API dialects (OpenAI Responses, Anthropic Messages,
+Ollama), how to fetch the model object, and a table of the request parameters built from the
 model's `json_request_schema`. Every value is HTML-escaped; the page works without JavaScript
 (the tabs then show one after the other).
 """
@@ -22,6 +23,7 @@ CHAT_PATH = "/api/ai/chat/completions"
 TEMPLATES = json.loads((STATIC_DIR / "js" / "snippets.json").read_text(encoding="utf-8"))
 EXAMPLE_PROMPT = TEMPLATES["example_prompt"]
 KEY_ENV = TEMPLATES["key_env"]
+DIALECTS: dict[str, dict] = TEMPLATES["dialects"]
 
 
 def e(value: Any) -> str:
@@ -64,20 +66,60 @@ def py_literal(value: Any, indent: int = 0, step: int = 4) -> str:
     return json.dumps(value)
 
 
-def _fill(lines: list[str], **values: str) -> str:
-    """The template's lines with each {{name}} replaced by its value (the key variable's name built in)."""
+def _fill(lines: list[str], headers: list[str], **values: str) -> str:
+    """The template's lines, a {{headers}} line replaced by `headers` and each {{name}} by its value
+    (the key variable's name built in)."""
     values = {"key_env": KEY_ENV, **values}
+    lines = [h for line in lines for h in (headers if line == "{{headers}}" else [line])]
     return "\n".join(re.sub(r"\{\{(\w+)\}\}", lambda m: values[m[1]], line) for line in lines)
 
 
-def curl_snippet(url: str, body: dict) -> str:
+def curl_snippet(url: str, body: dict, dialect: str = "chat") -> str:
     data = json.dumps(body, indent=2, ensure_ascii=False).replace("'", "'\\''")
-    return _fill(TEMPLATES["curl"], stream_flag="", url=url, data=f"'{data}'")
+    return _fill(TEMPLATES["curl"], DIALECTS[dialect]["curl_headers"], stream_flag="", url=url, data=f"'{data}'")
 
 
-def python_snippet(url: str, body: dict) -> str:
-    return _fill(TEMPLATES["requests"] + TEMPLATES["requests_answer"], url_literal=json.dumps(url),
-                 body=py_literal(body, 4))
+def python_snippet(url: str, body: dict, dialect: str = "chat") -> str:
+    spec = DIALECTS[dialect]
+    return _fill(TEMPLATES["requests"] + spec["requests_answer"], spec["requests_headers"],
+                 url_literal=json.dumps(url), body=py_literal(body, 4))
+
+
+def _set_path(out: dict, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for name in parents:
+        out = out.setdefault(name, {})
+    out[last] = value
+
+
+def example_in(dialect: str, body: dict) -> dict:
+    """An example body (the model, user messages, sampling fields) in another dialect's form: the
+    fields renamed by the dialect's table in snippets.json, as the workbench's dialects.js does for
+    any request (which also maps system prompts, tools, formats and tool calls)."""
+    if dialect == "chat":
+        return body
+    spec = DIALECTS[dialect]
+    messages = body["messages"]
+    if any(m["role"] != "user" for m in messages):
+        raise ValueError("the examples hold user messages only")
+    out: dict = {"model": body["model"]}
+    if dialect == "anthropic":
+        out["max_tokens"] = spec["default_max_tokens"]  # required there: first, overwritten when the body has one
+    for name, value in body.items():
+        if name == "model":
+            continue
+        if name == "messages":
+            if dialect == "responses":
+                out["input"] = messages[0]["content"] if len(messages) == 1 else messages
+            else:
+                out["messages"] = messages
+        elif name in spec.get("fields", {}):
+            _set_path(out, spec["fields"][name], value)
+        else:
+            raise ValueError(f"{name}: not a field of the examples")
+    if dialect == "ollama":
+        out.setdefault("stream", False)  # Ollama streams unless told not to
+    return out
 
 
 # ---- the request parameter table ---------------------------------------------------------------
@@ -243,6 +285,20 @@ def render_model_page(model: dict, base_url: str) -> str:
                       kind="code")
         examples.append((slug, title, group))
 
+    # The Basic request in the other dialects the server speaks.
+    basic = next(body for slug, _, body in example_bodies(mid) if slug == "basic")
+    dialects = []
+    for dialect, spec in DIALECTS.items():
+        if dialect == "chat":
+            continue
+        other = example_in(dialect, basic)
+        dialect_url = base_url.rstrip("/") + spec["path"]
+        code = _tabs(f"lang-{dialect}", [
+            ("curl", "cURL", _code_block("cURL", curl_snippet(dialect_url, other, dialect), "bash")),
+            ("python", "Python", _code_block("Python", python_snippet(dialect_url, other, dialect), "python"))],
+            kind="code")
+        dialects.append((dialect, spec["title"], f'<p class="endpoint"><code>POST {e(spec["path"])}</code></p>{code}'))
+
     schema = model.get("json_request_schema") or {}
     param_rows = "".join(
         f'<tr id="param-{e(r["name"])}"><td><code>{e(r["name"])}</code>'
@@ -282,8 +338,13 @@ def render_model_page(model: dict, base_url: str) -> str:
 <h2 id="example-request">Example request</h2>
 <div class="callout tip" role="note">Use the <a href="{e(workbench)}">Workbench</a> as a request builder:
 configure parameters for this model in the UI, then open the <strong>API</strong> tab to copy the exact cURL
-or Python call. Set <code>{KEY_ENV}</code> to your key (any value works while the server has no keys).</div>
+or Python call, as an OpenAI Chat Completions, OpenAI Responses, Anthropic Messages or Ollama request. Set <code>{KEY_ENV}</code> to your key (any value works while the server has no keys).</div>
 {_tabs("example", examples, kind="examples")}
+
+<h2 id="other-apis">Other APIs</h2>
+<p>The server speaks more than one API: the <em>Basic parameters</em> request above in the form of
+each. The workbench's API tab writes any request in any of them, and says what a dialect leaves out.</p>
+{_tabs("dialect", dialects, kind="dialects")}
 
 <h2 id="fetch-model-details">Fetch model details</h2>
 <p>The models endpoint returns the full model object, including its <code>json_request_schema</code>.</p>

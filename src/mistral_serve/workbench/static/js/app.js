@@ -6,7 +6,7 @@
 // (store.js), binds the controls, and starts. State changes go through render() only.
 
 import { $, h } from "./dom.js";
-import { renderApi, showView } from "./api-tab.js";
+import { initDialects, renderApi, showView } from "./api-tab.js";
 import { clearConversation, focusSetting, runTurn, send, stopAll } from "./chat.js";
 import { paintAnswer, renderMessages } from "./messages.js";
 import { loadModels, renderModels, setModel } from "./models.js";
@@ -89,6 +89,7 @@ function bind() {
       showView(next === tabs[0] ? "chat" : "api");
     });
   });
+  initDialects();
   $("#api-pane").addEventListener("change", () => render());
   $("#api-stream").addEventListener("change", () => render());
 

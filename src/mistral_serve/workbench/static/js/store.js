@@ -1,11 +1,13 @@
 // The workbench's state, what derives from it, and the one path that redraws the page after a change.
 
 import { requestBody } from "./conversation.js";
+import { dialectId } from "./dialects.js";
 import { changedParams, paramSpecs } from "./params.js";
 import { structuredFields } from "./structured.js";
 
 export const KEY_STORAGE = "mistral-serve.apiKey";
 export const SYSTEM_STORAGE = "mistral-serve.systemPrompt";
+export const DIALECT_STORAGE = "mistral-serve.apiDialect";
 export const MAX_PANES = 4;
 export const FALLBACK_MODEL = "open-mistral-7b";
 const LETTERS = "ABCD";
@@ -27,6 +29,7 @@ export const state = {
   running: 0,
   editing: null, // {turnId, paneId, role, answer}
   view: "chat",
+  dialect: dialectId(storage.get(DIALECT_STORAGE)), // the API tab's dialect (dialects.js)
 };
 
 let lastId = 0;
