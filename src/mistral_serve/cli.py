@@ -128,7 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands  # heavy imports (torch) only once the arguments are known
 
     try:
-        return commands.run(ns.command, ns, build_configs(ns))
+        configs = build_configs(ns)
+    except ValueError as err:  # a value the options' types let through and the configuration does not
+        print(f"mistral-serve: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return commands.run(ns.command, ns, configs)
     except commands.UserError as err:
         print(f"mistral-serve: error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,12 @@ class ServerConfig:
     default_max_tokens: int | None = option(
         None, "cap on generated tokens when a request sets none (default: up to the context end; 512 for the demo)")
     shutdown_timeout: float = option(30.0, "seconds running requests get to finish after SIGTERM")
+    allowed_origins: tuple[str, ...] = option(
+        (), "web origins (scheme://host[:port]) whose pages may call the API from a browser (CORS); '*' for any",
+        metavar="ORIGIN")
+    allowed_hosts: tuple[str, ...] = option(
+        (), "Host names accepted besides the loopback ones (a loopback server refuses others: DNS rebinding); "
+        "'*' for any", metavar="HOST")
     response_retention_days: float = option(
         30.0, "days a stored response (/v1/responses with store: true, OpenAI's default) is kept")
 
@@ -133,6 +140,9 @@ class ServerConfig:
             raise ValueError("body_timeout must be positive")
         if self.default_max_tokens is not None and self.default_max_tokens < 1:
             raise ValueError("default_max_tokens must be positive")
+        for origin in self.allowed_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"allowed origin {origin!r} is not scheme://host[:port] (or '*')")
         if self.response_retention_days <= 0:
             raise ValueError("response_retention_days must be positive")
 

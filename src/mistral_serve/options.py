@@ -57,6 +57,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, exclude: Sequence
         kwargs: dict[str, Any] = {"dest": field.name, "help": meta["help"]}
         if isinstance(field.default, bool):
             kwargs["action"] = "store_false" if field.default else "store_true"
+        elif isinstance(field.default, tuple):  # a list of values: `--flag A B`
+            kwargs |= {"default": default, "type": str, "nargs": "+"}
+            if meta["metavar"]:
+                kwargs["metavar"] = meta["metavar"]
         else:
             kwargs |= {"default": default, "type": _value_type(field)}
             if meta["choices"]:
@@ -73,4 +77,5 @@ def from_options(ns: argparse.Namespace, cls: type, **values: Any) -> Any:
     `values` for the fields the command line does not set."""
     taken = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)
              if "option" in f.metadata and hasattr(ns, f.name) and f.name not in values}
+    taken = {k: tuple(v) if isinstance(v, list) else v for k, v in taken.items()}
     return cls(**taken, **values)

@@ -166,7 +166,7 @@ def test_a_client_trickling_its_body_is_timed_out_without_blocking_others(hostil
 
     def trickle() -> None:
         with socket.create_connection(("127.0.0.1", hostile.port)) as s:
-            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (KEY.encode(), len(body)))
             s.settimeout(0.2)
             for byte in body:  # one byte every 0.2 s: the body would take minutes

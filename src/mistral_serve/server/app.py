@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from .browser import add_browser_guards
 from .errors import (APIError, api_error_handler, http_error_handler, unexpected_error_handler,
                      validation_error_handler)
 from .middleware import BodyLimit, BodyTimeout, RefuseLoneSurrogates, RequestMetrics
@@ -45,4 +46,5 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=serving.metrics)
     app.add_middleware(BodyLimit, limit=serving.config.max_body_bytes)
     app.add_middleware(BodyTimeout, seconds=serving.config.body_timeout)
+    add_browser_guards(app, serving.config)  # outermost: a refused Host or Origin reaches nothing else
     return app

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 _TYPES = {
     400: ("invalid_request_error", "invalid_params"),
     401: ("invalid_request_error", "unauthenticated"),
+    403: ("invalid_request_error", "forbidden"),
     404: ("invalid_request_error", "resource_not_found"),
     405: ("invalid_request_error", "invalid_params"),
     408: ("invalid_request_error", "invalid_params"),
