@@ -29,7 +29,15 @@ log = logging.getLogger(__name__)
 
 
 class ContextLengthError(ParamError):
-    """The prompt plus the requested tokens do not fit in the context."""
+    """The prompt plus the requested tokens do not fit in the context. The numbers travel with it
+    so that the API can word the error as its clients expect (OpenAI's sentence)."""
+
+    def __init__(self, param: str, message: str, *, limit: int, prompt_tokens: int,
+                 completion_tokens: int | None) -> None:
+        super().__init__(param, message)
+        self.limit = limit
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens  # what was asked for; None: no limit given
 
 
 @dataclass(slots=True)
@@ -104,11 +112,15 @@ class LLMEngine:
         limit = min(self.max_model_len, self.capacity)
         if len(prompt_ids) >= limit:
             raise ContextLengthError("prompt", f"the prompt has {len(prompt_ids)} tokens but the "
-                                     f"model's context is {limit} tokens")
+                                     f"model's context is {limit} tokens",
+                                     limit=limit, prompt_tokens=len(prompt_ids),
+                                     completion_tokens=params.max_tokens)
         if params.max_tokens is not None and len(prompt_ids) + params.max_tokens > limit:
             raise ContextLengthError("max_tokens", f"the prompt ({len(prompt_ids)} tokens) plus max_tokens "
                                      f"({params.max_tokens}) is {len(prompt_ids) + params.max_tokens} tokens, "
-                                     f"more than the model's context of {limit} tokens")
+                                     f"more than the model's context of {limit} tokens",
+                                     limit=limit, prompt_tokens=len(prompt_ids),
+                                     completion_tokens=params.max_tokens)
         return limit if params.max_tokens is None else len(prompt_ids) + params.max_tokens
 
     def add_request(self, prompt_ids: list[int], params: SamplingParams,

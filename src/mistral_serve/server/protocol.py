@@ -54,6 +54,8 @@ class ChatMessage(_Strict):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    prefix: bool = Field(default=False, description=(
+        "On a last assistant message: the answer continues this text (as Mistral's API). Extension."))
 
 
 class StreamOptions(_Strict):
@@ -168,6 +170,11 @@ class _ChatFields(_Strict):
     tool_choice: ToolChoice | None = Field(
         default=None, description="none, auto (default with tools), required, or {type: function, function: {name}}.")
     parallel_tool_calls: bool = Field(default=True, description="Allow more than one call in an answer.")
+    # Chat-template options, as vLLM names them.
+    add_generation_prompt: bool = Field(default=True, description=(
+        "End the prompt where the assistant's answer begins. Extension."))
+    continue_final_message: bool = Field(default=False, description=(
+        "Continue the last (assistant) message instead of starting a new one. Extension."))
 
 
 class ChatCompletionRequest(GuidedFields, _ChatFields):
@@ -183,7 +190,8 @@ class _CompletionFields(_Strict):
     model: str
     prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
         description="Text, a list of texts, token ids, or a list of token-id lists.")
-    max_tokens: int | None = Field(default=16, ge=1, description="Maximum tokens to generate (default 16).")
+    max_tokens: int | None = Field(default=16, ge=0, description=(
+        "Maximum tokens to generate (default 16); 0 with echo scores the prompt without generating."))
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=128)
