@@ -8,8 +8,11 @@ the hub's model page work against a fresh install, but it is labelled a demo eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from .model import ollama
 from .model.args import PRESETS, ModelArgs
+from .model.hub import looks_like_repo_id
 
 MISTRAL_7B_ID = "open-mistral-7b"
 
@@ -29,6 +32,10 @@ class ModelCard:
     demo: bool = False
     chat_template: str = ""  # which template the server applies ("v3", "checkpoint (ChatML)", ...)
     license: str | None = None
+    # The hub's `source_model`: the checkpoint the weights came from (a hub id, or a file or
+    # folder's name, never its path: the model page is public); None for the demo.
+    source_model: str | None = None
+    released_at: str | None = None  # ISO 8601, where the model's release is known
 
     @property
     def parameter_label(self) -> str:
@@ -38,6 +45,9 @@ class ModelCard:
             return f"{round(n / 1e9)} billion"
         return f"{round(n / 1e6)} million"
 
+
+# Mistral AI's release of Mistral 7B (v0.1; v0.2 and v0.3 keep the shape this card matches).
+_MISTRAL_7B_RELEASED = "2023-09-27T00:00:00Z"
 
 _MISTRAL_7B_DESCRIPTION = (
     "Mistral 7B is a 7 billion parameter LLM that excels in general-purpose language tasks, "
@@ -53,6 +63,13 @@ def _same_shape(args: ModelArgs, other: ModelArgs) -> bool:
 def _base_name(source: str) -> str:
     """The last part of a folder, file or hub id: what a model without a card of its own is called."""
     return source.rstrip("/").split("/")[-1] or "model"
+
+
+def _source_name(source: str) -> str:
+    """A hub id or `ollama:NAME` as given; a local file or folder by its name alone."""
+    if source.startswith(ollama.PREFIX) or (looks_like_repo_id(source) and not Path(source).expanduser().exists()):
+        return source
+    return _base_name(source)
 
 
 def _gguf_card(args: ModelArgs, source: str, meta: dict, served_name: str | None, **common) -> ModelCard:
@@ -82,7 +99,8 @@ def card_for(args: ModelArgs, source: str, *, demo: bool = False, quantization: 
     """The card of a loaded model. `source` is the folder, file or hub id it came from;
     `metadata` a GGUF file's key-value fields."""
     common = dict(parameter_count=args.n_params, context_length=args.max_seq_len,
-                  quantization=quantization, chat_template=chat_template)
+                  quantization=quantization, chat_template=chat_template,
+                  source_model=None if demo else _source_name(source))
     if metadata is not None and not _same_shape(args, PRESETS["mistral-7b-v0.3"]):
         return _gguf_card(args, source, metadata, served_name, **common)
     if demo:
@@ -96,7 +114,8 @@ def card_for(args: ModelArgs, source: str, *, demo: bool = False, quantization: 
     if _same_shape(args, PRESETS["mistral-7b-v0.3"]):
         return ModelCard(
             id=served_name or MISTRAL_7B_ID, display_name="Mistral 7B",
-            description=_MISTRAL_7B_DESCRIPTION, summary="General-purpose open model", **common)
+            description=_MISTRAL_7B_DESCRIPTION, summary="General-purpose open model",
+            released_at=_MISTRAL_7B_RELEASED, **common)
     name = _base_name(source)
     return ModelCard(
         id=served_name or name.lower(), display_name=name,

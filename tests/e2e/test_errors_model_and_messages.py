@@ -61,5 +61,7 @@ def test_chat_template_errors(http, server, messages, contains):
 def test_invalid_messages(http, server, messages):
     err = openai_error(http.post(server.url + CHAT_PATHS[0], json={**BODY, "messages": messages}), 400)
     assert err["param"].startswith("messages")
-    hub_error(http.post(server.url + CHAT_PATHS[1], json={**BODY, "messages": messages}), 400, "invalid_params",
-              contains=("messages",))
+    detail = hub_error(http.post(server.url + CHAT_PATHS[1], json={**BODY, "messages": messages}), 400,
+                       "invalid_params")["detail"]
+    # The hub's own sentence for an empty list (test_hub_api.py); the server's, naming the field, otherwise.
+    assert detail == "Messages array cannot be empty" if messages == [] else "messages" in detail

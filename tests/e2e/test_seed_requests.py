@@ -60,8 +60,9 @@ CHAT_PATHS = ["/api/ai/chat/completions", "/v1/chat/completions"]
 DEMO_DEFAULT_CAP = 512
 
 MODEL_FIELDS = ["id", "object", "created", "owned_by", "display_name", "description", "summary", "model_type",
-                "endpoint", "capabilities", "pricing", "deployments", "developer", "parameter_count",
-                "context_length", "mixture_of_experts", "quantization", "request_schema", "json_request_schema"]
+                "endpoint", "capabilities", "pricing", "fine_tuning", "deployments", "developer", "source_model",
+                "image_url", "released_at", "parameter_count", "context_length", "mixture_of_experts", "quantization",
+                "request_schema", "json_request_schema"]
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +155,11 @@ def test_model_object_has_every_hub_field(model_object):
     assert isinstance(m["owned_by"], str) and m["owned_by"]
     for key in ("display_name", "description", "summary", "model_type"):
         assert isinstance(m[key], str) and m[key], key
-    assert m["endpoint"] == "/api/ai/chat/completions"
+    assert m["model_type"] in ("base", "custom")
+    assert m["endpoint"] == "/chat/completions"  # the hub's, relative to /api/ai
     assert m["capabilities"]["input"] == ["text"] and m["capabilities"]["output"] == ["text"]
-    assert isinstance(m["pricing"], dict) and m["pricing"]
+    assert m["pricing"]["method"] == "token"
+    assert m["pricing"]["input_cost_per_token"] == m["pricing"]["output_cost_per_token"] == 0
     assert isinstance(m["deployments"], list) and m["deployments"]
     assert all(isinstance(d.get("status"), str) and d["status"] for d in m["deployments"])
     assert isinstance(m["developer"]["name"], str) and m["developer"]["name"]

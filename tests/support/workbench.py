@@ -46,8 +46,16 @@ def open_workbench(page, server, path="/"):
     return page
 
 
+def show_param(scope, name):
+    """Open the closed Advanced group that holds a parameter (the basic ones show without)."""
+    closed = scope.locator(f'details.advanced:not([open]):has([data-param="{name}"]) > summary')
+    if closed.count():
+        closed.click()
+
+
 def set_param(scope, name, value):
     """Type a value into a generated parameter control (the number box of a slider too)."""
+    show_param(scope, name)
     box = scope.locator(f'[data-param="{name}"] input[type=number]')
     box.fill(str(value))
     box.press("Tab")

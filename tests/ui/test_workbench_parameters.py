@@ -41,9 +41,8 @@ def test_parameter_controls_come_from_the_schema(page, server):
     # Changing a value back to its default sends nothing for it.
     set_param(page, "temperature", 0.3)
     set_param(page, "temperature", 1)
-    set_param(page, "seed", 7)
+    set_param(page, "seed", 7)  # opens the Advanced group (support/workbench.py)
     params.locator('[data-param="stop"] textarea').fill("END")
-    params.locator("details.advanced summary").click()
     params.locator('[data-param="ignore_eos"] input').check()
     params.locator('[data-param="logit_bias"] textarea').fill('{"2": -100}')
     params.locator('[data-param="stop_token_ids"] input').fill("2, 13")
@@ -64,6 +63,43 @@ def test_parameter_controls_come_from_the_schema(page, server):
     assert bodies[1]["stop"] == ["END", "\n\n"] and "logit_bias" not in bodies[1]
     page.get_by_role("button", name="Reset all").click()
     expect(page.locator(".pane .chips")).to_have_text("default parameters")
+
+
+def test_the_schemas_basic_fields_show_and_the_rest_wait_under_advanced_in_x_order(page, server):
+    """The hub's workbench keys: `basic` fields show by default, the others sit in a closed
+    Advanced group; each group in `x-order` order. Read from the served schema, so a change of
+    the table in server/models.py moves the controls with it."""
+    schema = httpx.get(server.url + "/api/ai/models/open-mistral-7b").json()["json_request_schema"]
+    props = schema["properties"]
+    by_order = sorted(props, key=lambda name: props[name]["x-order"])
+    open_workbench(page, server)
+    params = page.locator(".params")
+    basic_group, advanced = params.locator("fieldset.param-group.basic"), params.locator("details.advanced")
+    shown = basic_group.locator("[data-param]").evaluate_all("els => els.map((e) => e.dataset.param)")
+    hidden = advanced.locator("[data-param]").evaluate_all("els => els.map((e) => e.dataset.param)")
+    assert shown == [n for n in by_order if n in schema["basic"] and n in shown] == ["temperature", "max_tokens"]
+    assert hidden == [n for n in by_order if n not in schema["basic"] and n in hidden]
+    assert {"top_p", "seed", "stop", "presence_penalty", "logit_bias"} <= set(hidden)
+    assert hidden.index("top_p") == 0  # the hub's "All parameters" field comes first
+    expect(basic_group.locator("legend")).to_have_text("Basic")
+    expect(params.locator('[data-param="temperature"] input[type=range]')).to_be_visible()
+    expect(params.locator('[data-param="top_p"] input[type=range]')).to_be_hidden()
+    expect(advanced).not_to_have_attribute("open", "")
+    advanced.locator("summary").click()
+    expect(params.locator('[data-param="top_p"] input[type=range]')).to_be_visible()
+    # Open stays open when the panel is drawn again (Reset all)...
+    set_param(page, "top_p", 0.5)
+    page.get_by_role("button", name="Reset all").click()
+    expect(params.locator("details.advanced")).to_have_attribute("open", "")
+    # ...and a set advanced value never hides: closed, the group opens again in a new pane (Compare
+    # copies the values), while a closed group without one stays closed.
+    set_param(page, "top_p", 0.5)
+    params.locator("details.advanced summary").click()
+    expect(params.locator('[data-param="top_p"] input[type=range]')).to_be_hidden()
+    page.locator("#compare-btn").click()
+    second = page.locator(".pane").nth(1)
+    expect(second.locator("details.advanced")).to_have_attribute("open", "")
+    expect(second.locator('[data-param="top_p"] input[type=number]')).to_have_value("0.5")
 
 
 def test_the_curl_call_of_the_api_tab_works(page, server):

@@ -24,6 +24,7 @@ _TYPES = {
     405: ("invalid_request_error", "invalid_params"),
     408: ("invalid_request_error", "invalid_params"),
     413: ("invalid_request_error", "invalid_params"),
+    415: ("invalid_request_error", "unsupported_media_type"),
     422: ("invalid_request_error", "invalid_params"),
     429: ("rate_limit_error", "unknown_error"),
     503: ("server_error", "unknown_error"),
@@ -69,7 +70,7 @@ class APIError(Exception):
         return {"error": self.message}
 
     def body_for(self, path: str) -> dict:
-        if path.startswith("/api/ai"):
+        if is_hub_path(path):
             return self.hub_body()
         if path.startswith("/api/"):
             return self.ollama_body()
@@ -111,10 +112,24 @@ def _location(loc: tuple, body: object) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_error(exc: RequestValidationError) -> APIError:
+def is_hub_path(path: str) -> bool:
+    return path.startswith("/api/ai")
+
+
+def hub_wording(param: str, kind: str, body: object) -> str | None:
+    """The hub's own sentence for its two commonest mistakes, where it has one: no model (absent
+    or null), and an empty message list. The OpenAI paths keep OpenAI's wording."""
+    if param == "model" and (kind == "missing" or (isinstance(body, dict) and body.get("model", "") is None)):
+        return "You must specify a model to call"
+    if param == "messages" and kind == "too_short":
+        return "Messages array cannot be empty"
+    return None
+
+
+def validation_error(exc: RequestValidationError, hub: bool = False) -> APIError:
     """The most telling problem of a validation failure, as one readable sentence naming the
-    parameter. Of several errors at the same place (one per union branch), a specific one
-    ("at most 4 items") beats "should be a valid string"."""
+    parameter (in the hub's words where `hub` and it has them). Of several errors at the same place
+    (one per union branch), a specific one ("at most 4 items") beats "should be a valid string"."""
     errors = exc.errors()
     if not errors:
         return bad_request("invalid request body")
@@ -126,6 +141,9 @@ def validation_error(exc: RequestValidationError) -> APIError:
     kind = first.get("type", "")
     if kind == "json_invalid":
         return bad_request("the request body is not valid JSON", code="invalid_json")
+    hub_message = hub_wording(param, kind, body) if hub else None
+    if hub_message:
+        return bad_request(hub_message, param=param)
     if param == "body" and kind in ("model_attributes_type", "dict_type", "model_type"):
         return bad_request("the request body must be a JSON object (send Content-Type: application/json)",
                            code="invalid_json")
@@ -143,7 +161,7 @@ async def api_error_handler(request: Request, exc: APIError) -> JSONResponse:
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(validation_error(exc), request.url.path)
+    return error_response(validation_error(exc, hub=is_hub_path(request.url.path)), request.url.path)
 
 
 async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -173,11 +173,16 @@ def schema_range(node: dict) -> str:
 
 
 def schema_rows(schema: dict) -> list[dict]:
-    """One row per top-level request field: name, type, range, default, description, required."""
+    """One row per top-level request field, in the schema's `x-order`: name, type, range, default,
+    description, required, and basic (named in the schema's `basic`: the workbench shows it by default)."""
     required = set(schema.get("required", []))
+    basic = set(schema.get("basic", []))
     defs = schema.get("$defs", {})
+    props = schema.get("properties", {})
+    # Sorted is stable: a field without an x-order keeps its place, after those with one.
+    ordered = sorted(props.items(), key=lambda kv: (not isinstance(kv[1].get("x-order"), int), kv[1].get("x-order", 0)))
     rows = []
-    for name, node in schema.get("properties", {}).items():
+    for name, node in ordered:
         description = node.get("description")
         if description is None:
             refs = [v["$ref"] for v in _variants(node) if "$ref" in v]
@@ -190,7 +195,8 @@ def schema_rows(schema: dict) -> list[dict]:
         else:
             default = ""
         rows.append({"name": name, "type": schema_type(node), "range": schema_range(node),
-                     "default": default, "description": description or "", "required": name in required})
+                     "default": default, "description": description or "", "required": name in required,
+                     "basic": name in basic})
     return rows
 
 
@@ -245,6 +251,14 @@ def _tabs(group: str, tabs: Iterable[tuple[str, str, str]], *, kind: str) -> str
         for i, (slug, title, html) in enumerate(tabs))
     return (f'<div class="tabs tabs-{e(kind)}" data-tabs><div class="tab-list" role="tablist" hidden>{buttons}</div>'
             f'{panels}</div>')
+
+
+def _badge(row: dict) -> str:
+    if row["required"]:
+        return " <span class=req>required</span>"
+    if row["basic"]:
+        return ' <span class=basic title="Shown by default in the workbench">basic</span>'
+    return ""
 
 
 def _yes_no(value: Any) -> str:
@@ -302,7 +316,7 @@ def render_model_page(model: dict, base_url: str) -> str:
     schema = model.get("json_request_schema") or {}
     param_rows = "".join(
         f'<tr id="param-{e(r["name"])}"><td><code>{e(r["name"])}</code>'
-        f'{" <span class=req>required</span>" if r["required"] else ""}</td>'
+        f'{_badge(r)}</td>'
         f'<td><code class="type">{e(r["type"])}</code></td><td>{e(r["range"]) or "<span class=muted>—</span>"}</td>'
         f'<td>{("<code>" + e(r["default"]) + "</code>") if r["default"] and r["default"] != "required" else "<span class=muted>—</span>"}</td>'
         f'<td>{e(r["description"])}</td></tr>'
@@ -353,7 +367,8 @@ each. The workbench's API tab writes any request in any of them, and says what a
 <h2 id="request-parameters">Request parameters</h2>
 <p>This model follows the standard OpenAI chat completions request body, on <code>{e(CHAT_PATH)}</code>
 and on <code>/v1/chat/completions</code>. The table is generated from the model's
-<code>json_request_schema</code>; unknown parameters are refused with a 400 naming them.</p>
+<code>json_request_schema</code>, in its <code>x-order</code>; the fields marked <em>basic</em> (its
+<code>basic</code> list) are the ones the workbench shows by default. Unknown parameters are refused with a 400 naming them.</p>
 <div class="table-scroll">
 <table class="params" id="request-parameters-table">
 <thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Range</th><th scope="col">Default</th><th scope="col">Description</th></tr></thead>

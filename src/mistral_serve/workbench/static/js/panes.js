@@ -69,6 +69,9 @@ export function renderPaneParams(pane) {
   pane.refs.paramsBody.replaceChildren(renderParams(specs, pane.values, pane.errors, {
     idPrefix: `p${pane.id}`,
     onChange: () => render({ chips: pane }),
+    // Open stays open across redraws (Reset all, another model).
+    advancedOpen: pane.advancedOpen,
+    onAdvancedToggle: (open) => { pane.advancedOpen = open; },
   }));
   renderChips(pane);
 }

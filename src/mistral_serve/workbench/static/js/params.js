@@ -1,5 +1,7 @@
 // Parameter controls generated from the model's json_request_schema: ranges, defaults and help
-// come from the schema; only values that differ from the schema default are sent.
+// come from the schema; only values that differ from the schema default are sent. The schema's
+// workbench keys place them, as the hub's workbench does: the fields named in `basic` show by
+// default, the rest sit in a closed "Advanced" group, each group in `x-order` order.
 
 import { h } from "./dom.js";
 
@@ -7,12 +9,8 @@ import { h } from "./dom.js";
 export const NOT_CONTROLS = new Set(["model", "messages", "stream", "stream_options", "n", "logprobs",
   "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "response_format", "max_completion_tokens"]);
 
-const GROUPS = [
-  ["Sampling", ["temperature", "top_p", "top_k", "min_p", "seed"]],
-  ["Length", ["max_tokens", "stop", "min_tokens", "ignore_eos"]],
-  ["Penalties", ["presence_penalty", "frequency_penalty", "repetition_penalty"]],
-];
-const ADVANCED = "Advanced";
+export const BASIC = "Basic";
+export const ADVANCED = "Advanced";
 // Length fields get the model's context as their upper bound in the UI.
 const LENGTH_FIELDS = new Set(["max_tokens", "min_tokens", "max_completion_tokens"]);
 
@@ -21,12 +19,15 @@ function resolve(node, defs) {
   return node || {};
 }
 
-/** The schema properties as control specs, in display order. */
+/** The schema properties as control specs, in display order: the basic ones, then the advanced,
+ * each by x-order (a property without one keeps its place in the schema, after those with one).
+ * A schema without a `basic` list shows everything. */
 export function paramSpecs(schema, model = {}) {
   if (!schema || !schema.properties) return [];
   const defs = schema.$defs || {};
+  const basic = Array.isArray(schema.basic) ? new Set(schema.basic) : null;
   const specs = [];
-  for (const [name, raw] of Object.entries(schema.properties)) {
+  for (const [index, [name, raw]] of Object.entries(schema.properties).entries()) {
     if (NOT_CONTROLS.has(name)) continue;
     const node = resolve(raw, defs);
     const variants = (node.anyOf || [node]).map((v) => resolve(v, defs));
@@ -69,13 +70,16 @@ export function paramSpecs(schema, model = {}) {
     } else {
       spec.kind = "json";
     }
-    const group = GROUPS.find(([, names]) => names.includes(name));
-    spec.group = group ? group[0] : ADVANCED;
-    spec.order = group ? group[1].indexOf(name) : 100;
+    spec.group = !basic || basic.has(name) ? BASIC : ADVANCED;
+    const order = raw["x-order"];
+    spec.order = Number.isInteger(order) ? [0, order] : [1, index];
     specs.push(spec);
   }
-  const groupIndex = (g) => { const i = GROUPS.findIndex(([n]) => n === g); return i < 0 ? GROUPS.length : i; };
-  return specs.sort((a, b) => groupIndex(a.group) - groupIndex(b.group) || a.order - b.order);
+  const rank = (s) => [s.group === BASIC ? 0 : 1, ...s.order];
+  return specs.sort((a, b) => {
+    const [x, y] = [rank(a), rank(b)];
+    return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+  });
 }
 
 function same(a, b) {
@@ -133,8 +137,10 @@ function unescapeLine(s) {
 /**
  * The parameter panel for one pane. `values` is mutated in place ({name: value}; absent means
  * the default); onChange() is called after every change; errors go to `errors` ({name: text}).
+ * The Advanced group opens where `advancedOpen`, or where one of its values is set or invalid
+ * (a value never hides); onAdvancedToggle(open) is told when the user opens or closes it.
  */
-export function renderParams(specs, values, errors, { idPrefix, onChange }) {
+export function renderParams(specs, values, errors, { idPrefix, onChange, advancedOpen = false, onAdvancedToggle }) {
   const groups = new Map();
   for (const spec of specs) {
     if (!groups.has(spec.group)) groups.set(spec.group, []);
@@ -144,9 +150,12 @@ export function renderParams(specs, values, errors, { idPrefix, onChange }) {
   for (const [group, list] of groups) {
     const items = list.map((spec) => control(spec, values, errors, idPrefix, onChange));
     if (group === ADVANCED) {
-      root.append(h("details", { class: "param-group advanced" }, h("summary", {}, group), items));
+      const open = advancedOpen || list.some((spec) => isChanged(spec, values[spec.name]) || errors[spec.name]);
+      const details = h("details", { class: "param-group advanced", open }, h("summary", {}, group), items);
+      details.addEventListener("toggle", () => onAdvancedToggle?.(details.open));
+      root.append(details);
     } else {
-      root.append(h("fieldset", { class: "param-group" }, h("legend", {}, group), items));
+      root.append(h("fieldset", { class: "param-group basic" }, h("legend", {}, group), items));
     }
   }
   if (!specs.length) {

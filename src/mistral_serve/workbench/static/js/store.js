@@ -25,7 +25,7 @@ export const state = {
   system: storage.get(SYSTEM_STORAGE),
   wantedModel: new URLSearchParams(location.search).get("model"),
   turns: [], // {id, user, answers: {paneId: answer}}; an answer with tool calls and results has .next
-  panes: [], // {id, modelId, values, errors, controller, paramsOpen, stick, refs}
+  panes: [], // {id, modelId, values, errors, controller, paramsOpen, advancedOpen, stick, refs}
   running: 0,
   editing: null, // {turnId, paneId, role, answer}
   view: "chat",
@@ -78,6 +78,7 @@ export function makePane(from) {
     errors: {},
     controller: null,
     paramsOpen: false,
+    advancedOpen: from ? from.advancedOpen : false, // the parameters' Advanced group
     stick: true,
     refs: {},
   };
