@@ -143,7 +143,8 @@ def test_every_property_has_its_own_x_order_and_the_properties_come_in_it(model)
 
 # ---- the hub's own messages ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body", [{"messages": USER}, {"model": None, "messages": USER}, {"messages": []}])
+@pytest.mark.parametrize("body", [{"messages": USER}, {"model": None, "messages": USER}, {"messages": []},
+                                  {"model": "", "messages": USER}, {"model": "  ", "messages": USER}])
 def test_a_body_without_a_model_gets_the_hubs_sentence(server, http, body):
     err = hub_error(http.post(server.url + "/api/ai/chat/completions", json=body), 400, "invalid_params")
     assert err["detail"] == "You must specify a model to call"

@@ -10,7 +10,7 @@ from typing import Callable
 from ..config import EngineConfig, ModelConfig, ServerConfig
 from ..engine.async_engine import AsyncEngine
 from ..loading import LoadedModel, load
-from .errors import APIError, not_found_model
+from .errors import APIError, bad_request, not_found_model
 from .metrics import Metrics
 from .store import Store
 
@@ -88,6 +88,8 @@ class Serving:
 
     def check_model(self, name: str) -> LoadedModel:
         loaded, _ = self.require_ready()
+        if not name.strip():  # the hub's sentence; an empty name is no model, not an unknown one
+            raise bad_request("You must specify a model to call", param="model")
         if name != loaded.card.id:
             raise not_found_model(name)
         return loaded
