@@ -5,7 +5,8 @@ Mistral v3 models answer a call as `[TOOL_CALLS] [{"name": ..., "arguments": {..
 `[TOOL_CALLS]` is a control token. The engine constrains what follows it to the calls' schema
 (engine/grammar.py: a trigger token), so the calls parse; `required` or a named function forces
 the trigger as the first token. Here the request is turned into that plan, the conversation's
-tool-call ids into the 9-character ids mistral-common insists on, and the output back into calls.
+tool-call ids into the 9-character ids mistral-common insists on, and the output back into calls,
+each with a fresh id of that form.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ TOOL_CALLS = "[TOOL_CALLS]"
 
 
 def new_call_id() -> str:
-    """A call id as Mistral's format requires it (9 letters or digits), so it can come back."""
+    """A fresh call id as Mistral's format requires it (9 letters or digits), so it can come back
+    unchanged (mistral_call_id keeps it). Drawn from the OS's CSPRNG for each call: 62**9 (about
+    1.4e16) ids, so two calls share one with odds of about 1e-16 per pair."""
     return "".join(secrets.choice(_ID_CHARS) for _ in range(9))
 
 
@@ -117,7 +120,8 @@ def plan_tools(body, tokenizer: Tokenizer) -> ToolPlan:
 def calls_schema(functions, parallel: bool) -> dict:
     """The JSON Schema of the array the model writes after `[TOOL_CALLS]`: objects with the
     function's name, its arguments (the function's parameter schema) and optionally an id, in
-    the order Mistral's format writes them."""
+    the order Mistral's format writes them. The id stays allowed because the models learned to
+    write one (forbidding it would push them off their format); parse_calls ignores it."""
     variants = []
     defs: dict[str, Any] = {}
     for i, f in enumerate(functions):
@@ -165,8 +169,8 @@ def _rebase_refs(parameters: dict, at: str, prefix: str, defs: dict) -> dict:
 
 
 def parse_calls(text: str, names: set[str]) -> list[dict] | None:
-    """OpenAI tool_calls from the text after `[TOOL_CALLS]`, or None if it is not a list of calls
-    to known functions (the caller then returns the text as content)."""
+    """OpenAI tool_calls, each with a fresh id, from the text after `[TOOL_CALLS]`, or None if it
+    is not a list of calls to known functions (the caller then returns the text as content)."""
     try:
         calls = json.loads(text)
     except ValueError:
@@ -185,9 +189,9 @@ def parse_calls(text: str, names: set[str]) -> list[dict] | None:
                 arguments = json.loads(arguments)
             except ValueError:
                 return None
-        call_id = call.get("id")
-        out.append({"id": call_id if isinstance(call_id, str) and _MISTRAL_ID.match(call_id) else new_call_id(),
-                    "type": "function",
+        # The id is always the server's, never one the model wrote: a model's ids repeat (the
+        # demo wrote 0aA120aA1 in 3 of 4 fresh requests), and clients key results by id.
+        out.append({"id": new_call_id(), "type": "function",
                     "function": {"name": call["name"], "arguments": json.dumps(arguments, ensure_ascii=False)}})
     return out
 
@@ -249,7 +253,7 @@ class ChoiceOutput:
 
     def closing_deltas(self, calls: list[dict]) -> list[dict]:
         """At the end of a stream: the deltas the parsed `calls` still need (their ids become
-        the ones already sent)."""
+        the ones already sent; a call not announced yet keeps the fresh id parse_calls gave it)."""
         deltas = []
         for k, call in enumerate(calls):
             if k < len(self.streamed):
