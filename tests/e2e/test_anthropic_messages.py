@@ -239,9 +239,10 @@ def test_invalid_input_is_refused_with_the_sdk_exception(claude):
     with pytest.raises(anthropic.BadRequestError) as err:
         create(claude, extra_body={"no_such_field": 1})
     assert "no_such_field" in err.value.body["error"]["message"]
-    with pytest.raises(anthropic.BadRequestError) as err:  # no assistant prefill (mistral-common's rule)
-        create(claude, messages=ASK + [{"role": "assistant", "content": "Once"}])
-    assert "last message" in err.value.body["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError) as err:  # a prefill needs text (test_conversation_shapes.py)
+        create(claude, messages=ASK + [{"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 1, "b": 2}}]}], tools=TOOLS)
+    assert "cannot be continued" in err.value.body["error"]["message"]
 
 
 def test_unknown_model_is_not_found(claude):

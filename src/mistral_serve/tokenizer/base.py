@@ -92,9 +92,18 @@ class Tokenizer(ABC):
     # -- what each implementation provides ------------------------------------------------
 
     @abstractmethod
-    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None, *,
+                    continue_final: bool = False, add_generation_prompt: bool = True) -> list[int]:
         """The prompt tokens for an OpenAI-style conversation; ChatTemplateError when the
-        template cannot express it (the message is for the API user)."""
+        template cannot express it (the message is for the API user).
+
+        continue_final: the prompt ends inside the last message, an assistant message the
+          answer continues (no end-of-turn after it). A last message with Mistral's
+          `"prefix": true` asks for the same. (See conversation.py for the shared rules.)
+        add_generation_prompt: without continue_final, whether the prompt opens the
+          assistant's turn (transformers' and vLLM's option of that name). Mistral's formats
+          open it by closing the user's turn (`[/INST]`), so there it changes nothing.
+        """
 
     @abstractmethod
     def encode(self, text: str, bos: bool = True) -> list[int]:

@@ -24,6 +24,7 @@ from typing import Any
 from tokenizers import Tokenizer as HFTokenizer
 
 from .base import ChatTemplateError, Tokenizer, TokenizerError, byte_fallback_pieces
+from .conversation import check_continuable, final_prefix, merged_turns
 from .gguf_vocab import byte_level_bytes
 from .template import ChatTemplate, prepare_messages
 
@@ -105,13 +106,32 @@ class CheckpointTokenizer(Tokenizer):
 
     # -- chat and raw text ------------------------------------------------------------------
 
-    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-        """The template's prompt for an OpenAI-style conversation, with the generation prompt
-        (the assistant's turn opened). Tools are not supported (ChatTemplateError)."""
+    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None, *,
+                    continue_final: bool = False, add_generation_prompt: bool = True) -> list[int]:
+        """The template's prompt for an OpenAI-style conversation, rendered as transformers'
+        apply_chat_template renders it with the same two options (continue_final is its
+        continue_final_message; a last message with "prefix": true asks for it too). Tools are
+        not supported (ChatTemplateError).
+
+        A conversation the template refuses as sent (e.g. "Conversation roles must alternate"
+        for two user messages in a row, or a system message after the first turn) is rendered
+        once more with its turns merged as mistral-common merges them (conversation.py); only if
+        the template refuses that too is it an error, in the template's words.
+        """
         if self._chat is None:
             raise ChatTemplateError(NO_TEMPLATE)
         prepared = prepare_messages(messages, tools)
-        text = self._chat.render(prepared, self._settings.special_tokens)
+        continuing = continue_final or final_prefix(messages)
+        if continuing:
+            check_continuable(prepared)
+        special = self._settings.special_tokens
+        try:
+            text = self._chat.render(prepared, special, add_generation_prompt, continuing)
+        except ChatTemplateError:
+            merged = merged_turns(prepared)
+            if merged == prepared:
+                raise
+            text = self._chat.render(merged, special, add_generation_prompt, continuing)
         return self._tk.encode(text, add_special_tokens=False).ids
 
     def encode(self, text: str, bos: bool = True) -> list[int]:

@@ -15,9 +15,10 @@ from typing import Any, Callable
 
 import mistral_common
 from mistral_common.exceptions import MistralCommonException
+from mistral_common.protocol.instruct.messages import Roles
 from mistral_common.protocol.instruct.normalize import get_normalizer
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
-from mistral_common.protocol.instruct.validator import ValidationMode, get_validator
+from mistral_common.protocol.instruct.validator import MistralRequestValidator, ValidationMode, get_validator
 from mistral_common.tokens.tokenizers.base import TokenizerVersion
 from mistral_common.tokens.tokenizers.instruct import InstructTokenizerV3
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
@@ -26,6 +27,7 @@ from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 from pydantic import ValidationError
 
 from .base import ChatTemplateError, Tokenizer, TokenizerError, byte_fallback_pieces
+from .conversation import check_continuable, final_prefix, without_prefix_flags
 
 
 # `name.model.v3`, `name.model.v7m1`: the version suffixes mistral-common understands. The
@@ -116,6 +118,38 @@ def _assemble_v3(path: Path, mode: ValidationMode) -> MistralTokenizer:
     )
 
 
+def _system_messages_anywhere(mistral: MistralTokenizer) -> MistralTokenizer:
+    """The same tokenizer, its validator letting a system message follow any message.
+
+    mistral-common's validator refuses a system message after an assistant or tool message
+    ("Unexpected role 'system' after role 'assistant'"; Mistral's API answers 400 with it), yet
+    agents send one there (pydantic-ai's output retry: [system, user, assistant, system, user]).
+    Its normalizer and encoder already know where such a message goes: v1-v3 formats have one
+    system prompt (every system message's text, joined by a blank line, put before the last
+    user message; v1: the first), v7 and later encode a `[SYSTEM_PROMPT]` block in place. So only
+    that one order rule changes: the order check skips system messages that follow an assistant
+    or tool message (with any system messages right after them); every other rule stays.
+    """
+    strict = get_validator(mistral.version, mode=mistral.mode)
+
+    class SystemAnywhere(type(strict)):  # type: ignore[misc, valid-type]
+        def _validate_message_order(self, messages: list) -> None:
+            checked, after_answer = [], False
+            for message in messages:
+                if message.role == Roles.system:
+                    if after_answer:
+                        continue
+                else:
+                    after_answer = message.role in (Roles.assistant, Roles.tool)
+                checked.append(message)
+            super()._validate_message_order(checked)
+
+    validator: MistralRequestValidator = SystemAnywhere(mode=strict.mode)
+    raw = mistral.instruct_tokenizer.tokenizer
+    return MistralTokenizer(mistral.instruct_tokenizer, validator=validator,
+                            request_normalizer=get_normalizer(mistral.version, raw.model_settings_builder))
+
+
 class MistralCommonTokenizer(Tokenizer):
     """A mistral-common tokenizer file: Mistral's vocabulary and its `[INST]` chat formats.
 
@@ -126,7 +160,7 @@ class MistralCommonTokenizer(Tokenizer):
     def __init__(self, path: Path, mistral: MistralTokenizer) -> None:
         """Wrap an assembled MistralTokenizer; use `from_file` to load one."""
         self.path = Path(path)
-        self._mistral = mistral
+        self._mistral = _system_messages_anywhere(mistral)
         raw = mistral.instruct_tokenizer.tokenizer
         if not isinstance(raw, (SentencePieceTokenizer, Tekkenizer)):
             raise TokenizerError(f"{self.path}: unsupported tokenizer type {type(raw).__name__}")
@@ -169,13 +203,19 @@ class MistralCommonTokenizer(Tokenizer):
 
     # -- chat ------------------------------------------------------------------------------
 
-    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    def encode_chat(self, messages: list[dict], tools: list[dict] | None = None, *,
+                    continue_final: bool = False, add_generation_prompt: bool = True) -> list[int]:
         """The prompt tokens for an OpenAI-style conversation, as mistral-common encodes it.
 
         Messages: {"role": "system" | "developer" | "user" | "assistant" | "tool", "content": str,
         a list of {"type": "text", "text": ...} parts, or None (assistant with tool calls), plus
-        the optional OpenAI fields "name", "tool_calls", "tool_call_id". The conversation must
-        end with a user or tool message: the model answers next. Raises ChatTemplateError with a
+        the optional OpenAI fields "name", "tool_calls", "tool_call_id" and Mistral's "prefix".
+        The conversation ends with a user or tool message (the model answers next), or with an
+        assistant message to continue (continue_final, or "prefix": true on it): mistral-common
+        then encodes it as a prefix, without the eos that would end the turn. Consecutive
+        messages of one role are merged and system messages placed by mistral-common's
+        normalizer (see _system_messages_anywhere). add_generation_prompt changes nothing here:
+        `[/INST]` both ends the user's turn and opens the answer. Raises ChatTemplateError with a
         readable message for anything the template cannot express.
         """
         if not self.supports_tools:
@@ -185,9 +225,11 @@ class MistralCommonTokenizer(Tokenizer):
                 raise ChatTemplateError(f"this model's chat format ({self.version} tokenizer) does "
                                         "not support tools or tool calls")
         prepared = _prepare_messages(messages)
+        continuing = continue_final or final_prefix(messages)
+        _check_ending(prepared, continuing)
         try:
             request = ChatCompletionRequest.from_openai(
-                prepared, tools=tools or None, model=_REQUEST_MODEL)
+                prepared, tools=tools or None, continue_final_message=continuing, model=_REQUEST_MODEL)
             tokenized = self._mistral.encode_chat_completion(request)
         except MistralCommonException as err:
             raise ChatTemplateError(f"invalid conversation: {err.message}") from err
@@ -249,7 +291,8 @@ class MistralCommonTokenizer(Tokenizer):
 
 def _prepare_messages(messages: Any) -> list[dict]:
     """Check what mistral-common accepts silently or reports obscurely; map "developer" to
-    "system". Returns new dicts; the caller's are left alone."""
+    "system"; drop the "prefix" flags (encode_chat reads them first). Returns new dicts; the
+    caller's are left alone."""
     if not isinstance(messages, list):
         raise ChatTemplateError("messages must be a list of message objects")
     if not messages:
@@ -273,7 +316,7 @@ def _prepare_messages(messages: Any) -> list[dict]:
             # mistral-common would fail with a bare KeyError here.
             raise ChatTemplateError(f"{where} (tool): a tool message needs the 'tool_call_id' "
                                     "of the call it answers")
-        prepared.append({**message, "role": "system" if role == "developer" else role})
+        prepared.append({**without_prefix_flags(message), "role": "system" if role == "developer" else role})
 
     # mistral-common checks the first role only for one-message conversations, and encodes e.g.
     # [assistant, user] with an empty first [INST] block: not a conversation the model has seen.
@@ -281,12 +324,21 @@ def _prepare_messages(messages: Any) -> list[dict]:
     if first not in ("system", "user"):
         raise ChatTemplateError(f"the conversation must start with a user or system message, "
                                 f"not {first}")
-    # The model writes the next assistant turn, so the conversation has to hand over to it.
-    # (Like mistral-common, a lone system message is let through.)
+    return prepared
+
+
+def _check_ending(prepared: list[dict], continuing: bool) -> None:
+    """The model writes the next assistant turn, so the conversation has to hand over to it, or
+    end with the assistant message it continues. (Like mistral-common, a lone system message is
+    let through.)"""
+    if continuing:
+        check_continuable(prepared)
+        return
     last = prepared[-1]["role"]
     if len(prepared) > 1 and last not in ("user", "tool"):
-        raise ChatTemplateError(f"the last message must be a user or tool message, not {last}")
-    return prepared
+        hint = (" (to continue it, set \"prefix\": true on it or continue_final_message)"
+                if last == "assistant" else "")
+        raise ChatTemplateError(f"the last message must be a user or tool message, not {last}{hint}")
 
 
 def _check_content(content: Any, role: str, where: str) -> None:

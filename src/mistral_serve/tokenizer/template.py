@@ -30,6 +30,7 @@ from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .base import ChatTemplateError, TokenizerError
+from .conversation import without_prefix_flags
 
 NO_TOOLS = "tool calling with this checkpoint's chat template is not supported"
 
@@ -47,6 +48,10 @@ _FAMILIES = (
     ("[INST]", "Mistral [INST]"),
 )
 _MAX_ERROR_CHARS = 300
+# Appended to the message to continue, to find where its text ends in the rendered prompt (as
+# transformers does for continue_final_message). The trailing space shows whether the template
+# trimmed the message: then the prompt ends at its trimmed end.
+_CONTINUE_MARKER = "__CONTINUE_FINAL_MESSAGE__ "
 
 
 class _TemplateRaised(TemplateError):
@@ -127,9 +132,28 @@ class ChatTemplate:
         return text in self.source
 
     def render(self, messages: list[dict], special_tokens: Mapping[str, str],
-               add_generation_prompt: bool = True) -> str:
+               add_generation_prompt: bool = True, continue_final: bool = False) -> str:
         """The prompt text for prepared messages (see `prepare_messages`). Anything the template
-        does wrong or rejects becomes a ChatTemplateError with the template's own words."""
+        does wrong or rejects becomes a ChatTemplateError with the template's own words.
+
+        continue_final: the text ends where the last message's content does, whatever the
+        template writes after it (its end-of-turn), as transformers' continue_final_message
+        renders it; add_generation_prompt is then False. Example with ChatML and a last
+        assistant message "The answer": "...<|im_start|>assistant\nThe answer".
+        """
+        if not continue_final:
+            return self._render(messages, special_tokens, add_generation_prompt)
+        marked = [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + _CONTINUE_MARKER}]
+        text = self._render(marked, special_tokens, False)
+        at = text.rfind(_CONTINUE_MARKER.rstrip())
+        if at < 0:
+            raise ChatTemplateError("the chat template drops the end of the last message, so it "
+                                    "cannot be continued")
+        if text.startswith(_CONTINUE_MARKER, at):
+            return text[:at]
+        return text[:at].rstrip()  # the template trimmed the message
+
+    def _render(self, messages: list[dict], special_tokens: Mapping[str, str], add_generation_prompt: bool) -> str:
         try:
             return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                          tools=None, **special_tokens)
@@ -144,7 +168,8 @@ class ChatTemplate:
 
 def prepare_messages(messages: Any, tools: Any = None) -> list[dict]:
     """OpenAI-style messages as a template expects them: content a string (text parts joined),
-    "developer" as "system". Tools and tool messages raise ChatTemplateError. Returns new dicts.
+    "developer" as "system", no "prefix" flags (the caller reads them first). Tools and tool
+    messages raise ChatTemplateError. Returns new dicts.
     """
     if tools:
         raise ChatTemplateError(NO_TOOLS)
@@ -164,7 +189,7 @@ def prepare_messages(messages: Any, tools: Any = None) -> list[dict]:
             raise ChatTemplateError(f"{where} has unknown role {role!r} (expected one of "
                                     f"{', '.join(_ROLES)})")
         content = _text_of(message.get("content"), f"{where} ({role})")
-        prepared.append({**message, "role": "system" if role == "developer" else role,
+        prepared.append({**without_prefix_flags(message), "role": "system" if role == "developer" else role,
                          "content": content})
     return prepared
 

@@ -2,6 +2,10 @@
 takes (messages, sampling fields, tools), so prompts, sampling, stop strings, tool plans and
 grammars are that path's; the engine outputs are rendered as an Anthropic message or its events.
 
+A last assistant message is a prefill, as Anthropic documents it: the answer continues that
+text (the chat request's continue_final_message), and the response content is the continuation
+only.
+
 Tool calls: Anthropic `tools` become OpenAI function tools, `tool_use` blocks an assistant's
 `tool_calls`, `tool_result` blocks `tool` messages; `[TOOL_CALLS]` in the output is split out by
 the shared ChoiceOutput and rendered as `tool_use` blocks (ids `toolu_` + the call's id, which
@@ -109,7 +113,10 @@ def chat_request(body: CountTokensRequest) -> ChatCompletionRequest:
     """The chat request the OpenAI chat path takes for this body."""
     if body.thinking and body.thinking.get("type") not in (None, "disabled"):
         raise bad_request("extended thinking is not supported by this model", param="thinking")
-    fields: dict = {"model": body.model, "messages": chat_messages(body)}
+    messages = chat_messages(body)
+    fields: dict = {"model": body.model, "messages": messages}
+    if messages and messages[-1]["role"] == "assistant":
+        fields["continue_final_message"] = True  # a prefill
     if body.tools:
         fields["tools"] = [{"type": "function", "function": {
             "name": t.name, **({"description": t.description} if t.description else {}),
@@ -174,7 +181,7 @@ class AnthropicMessages(Dialect):
 
     def prepare(self, body: MessagesRequest, endpoint: str, key_name: str | None) -> MessagesJob:
         job = self.chat.prepare(chat_request(body), endpoint, key_name)
-        return MessagesJob(body, job.runs, job.plan, list(body.stop_sequences or []))
+        return MessagesJob(body, job.runs, job.plan, stops=list(body.stop_sequences or []))
 
     def count_tokens(self, body: CountTokensRequest) -> dict:
         _, prompt_ids = self.chat.encode(chat_request(body))

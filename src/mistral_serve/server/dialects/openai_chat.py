@@ -4,7 +4,7 @@ outputs -> a chat.completion or its chunks, with tool calls split out of the tex
 from __future__ import annotations
 
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from ...tokenizer import ChatTemplateError, Tokenizer
@@ -14,6 +14,7 @@ from ..guided import request_constraint
 from ..protocol import ChatCompletionRequest
 from ..tools import ChoiceOutput, ToolPlan, map_call_ids, plan_tools
 from .base import Job, translated
+from .conversation_shapes import PromptEnding, prompt_ending
 from .openai_common import OpenAIDialect, sampling_params
 
 
@@ -44,6 +45,9 @@ def translated_chat(fields: dict) -> ChatCompletionRequest:
 @dataclass
 class ChatJob(Job):
     plan: ToolPlan
+    # Keyword-only, so that the jobs of other dialects built on this one keep their positional
+    # fields. The text each answer's content starts with (a Mistral-style prefix).
+    echo: str = field(default="", kw_only=True)
 
 
 class OpenAIChat(OpenAIDialect):
@@ -54,19 +58,25 @@ class OpenAIChat(OpenAIDialect):
     def encode(self, body: ChatCompletionRequest) -> tuple[ToolPlan, list[int]]:
         """The request's tool plan and prompt ids (404 for another model, 400 for bad tools or
         messages); also what other dialects translated into a chat request count tokens with."""
+        plan, prompt_ids, _ = self._encode(body)
+        return plan, prompt_ids
+
+    def _encode(self, body: ChatCompletionRequest) -> tuple[ToolPlan, list[int], PromptEnding]:
         loaded = self.serving.check_model(body.model)
+        ending = prompt_ending(body)
         plan = plan_tools(body, loaded.tokenizer)
         messages = map_call_ids([m.model_dump(exclude_none=True) for m in body.messages])
         try:
-            prompt_ids = loaded.tokenizer.encode_chat(messages, plan.tools)
+            prompt_ids = loaded.tokenizer.encode_chat(messages, plan.tools, continue_final=ending.continue_final,
+                                                      add_generation_prompt=ending.add_generation_prompt)
         except ChatTemplateError as err:
             raise bad_request(str(err), param="messages", code="invalid_messages") from None
-        return plan, prompt_ids
+        return plan, prompt_ids, ending
 
     def prepare(self, body: ChatCompletionRequest, endpoint: str, key_name: str | None) -> ChatJob:
         if body.top_logprobs and not body.logprobs:
             raise bad_request("top_logprobs requires logprobs to be true", param="top_logprobs")
-        plan, prompt_ids = self.encode(body)
+        plan, prompt_ids, ending = self._encode(body)
         guided = request_constraint(body)
         if guided is not None and plan.guided is not None:
             raise bad_request(f"{guided.field} cannot be combined with tool calls; "
@@ -74,13 +84,15 @@ class OpenAIChat(OpenAIDialect):
                               param=guided.field, code="unsupported_parameter")
         explicit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = resolve_max_tokens(self.serving, explicit, len(prompt_ids))
+        # A continued message: the answer's text is decoded as the rest of the prompt's (" Paris"
+        # after "The capital is", not "Paris").
         params = sampling_params(body, max_tokens=max_tokens, logprobs=body.logprobs,
-                                 top_logprobs=body.top_logprobs or 0, guided=guided or plan.guided,
-                                 banned=plan.banned)
+                                 top_logprobs=body.top_logprobs or 0, continues_prompt=ending.continue_final,
+                                 guided=guided or plan.guided, banned=plan.banned)
         compile_grammar(self.serving, params)
         run = Run(self.serving, endpoint, body.model, key_name, body.user, prompt_ids, params,
                   request_json=body.model_dump_json(include={"messages", "tools"}), prompt_param="messages")
-        return ChatJob(body, [run], plan)
+        return ChatJob(body, [run], plan, echo=ending.echo)
 
     def _outputs(self, job: ChatJob) -> list[ChoiceOutput]:
         return [ChoiceOutput(self.serving.loaded.tokenizer, job.plan) for _ in range(job.runs[0].params.n)]
@@ -106,7 +118,7 @@ class OpenAIChat(OpenAIDialect):
                             run.finish_reasons[d.index] = "tool_calls"  # before the run's record is written
         choices = []
         for i in range(n):
-            message: dict = {"role": "assistant", "content": "".join(texts[i])}
+            message: dict = {"role": "assistant", "content": job.echo + "".join(texts[i])}
             if calls[i]:
                 message["tool_calls"] = calls[i]
                 message["content"] = message["content"] or None
@@ -120,7 +132,7 @@ class OpenAIChat(OpenAIDialect):
         run = job.runs[0]
         outputs_of = self._outputs(job)
         for i in range(run.params.n):
-            yield _chunk_choice(i, {"role": "assistant", "content": ""})
+            yield _chunk_choice(i, {"role": "assistant", "content": job.echo})
         async with aclosing(run.outputs()) as outputs:
             async for out in outputs:
                 for d in out.deltas:
