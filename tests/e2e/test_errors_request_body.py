@@ -68,7 +68,7 @@ def test_wrong_type_inside_a_message(http, server):
     hub_error(http.post(server.url + CHAT_PATHS[1], json=body), 400, "invalid_params", contains=("messages",))
 
 
-@pytest.mark.parametrize("field", ["foo", "functions", "max_new_tokens"])
+@pytest.mark.parametrize("field", ["foo", "top_n_tokens", "max_new_tokens"])
 def test_unknown_parameter_is_named(http, server, field):
     both(post_json(http, server, {**BODY, field: 1}), 400, "invalid_params", param=field,
          contains=(field, "Unrecognized"))

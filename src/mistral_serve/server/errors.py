@@ -141,6 +141,11 @@ def validation_error(exc: RequestValidationError, hub: bool = False) -> APIError
     kind = first.get("type", "")
     if kind == "json_invalid":
         return bad_request("the request body is not valid JSON", code="invalid_json")
+    if kind in ("unsupported_parameter", "unsupported_content"):
+        # protocol_common's refusals: the sentence names the parameter and says why; a nested one
+        # is also told where ("messages.0.content.1: image_url content parts are not supported ...").
+        message = first.get("msg", "")
+        return bad_request(message if "." not in param else f"{param}: {message}", param=param, code=kind)
     hub_message = hub_wording(param, kind, body) if hub else None
     if hub_message:
         return bad_request(hub_message, param=param)

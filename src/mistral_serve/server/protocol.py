@@ -2,16 +2,23 @@
 
 These models validate requests, and their JSON Schema is what `/api/ai/models/{id}` publishes as
 `json_request_schema`: one source of truth, so a body valid against the schema is accepted and
-one that is not is refused. Unknown fields are refused (as the OpenAI API refuses them).
+one that is not is refused. Every parameter of OpenAI's reference is declared, in one of three
+kinds: honoured; accepted without effect (`no_effect`: `store`, `metadata`, ...); or refused with
+`unsupported_parameter` and the reason (`unsupported`: `audio`, `prediction`, ...). Names that
+OpenAI does not document are refused as its API refuses them ("Unrecognized request argument").
+An explicit null is the field's default (protocol_common.RequestModel). Content the model cannot
+read (images, audio, files) is refused with `unsupported_content`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from ..engine.params import MAX_STOP_STRINGS
+from .protocol_common import StrictModel, Unsupported, no_effect, refusal, text_only_part, unsupported
+from .protocol_not_honoured import ChatNotHonoured, PromptCacheBreakpoint
 
 TokenId = Annotated[int, Field(ge=0)]
 # The OpenAI API takes up to 4 stop strings; the engine itself takes more (MAX_STOP_STRINGS) for
@@ -23,9 +30,7 @@ Stop = str | Annotated[list[str], Field(max_length=OPENAI_MAX_STOP)] | None
 LogitBias = dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100, le=100)]]
 
 
-class _Strict(BaseModel):
-    # strict: no silent conversions ("3" is not 3, true is not 1), as the published schema says.
-    model_config = ConfigDict(extra="forbid", strict=True)
+_Strict = StrictModel
 
 
 # ---- chat request ------------------------------------------------------------------------------
@@ -33,6 +38,26 @@ class _Strict(BaseModel):
 class TextPart(_Strict):
     type: Literal["text"]
     text: str
+    prompt_cache_breakpoint: PromptCacheBreakpoint | None = no_effect("the prefix cache is automatic")
+
+
+class RefusalPart(_Strict):
+    """An earlier answer's refusal, as a part of an assistant message: its text is the part's."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
+# A content part: text, or a refusal (read as text). Any other type (image_url, input_audio,
+# file, ...) is refused with unsupported_content, at its place (messages.0.content.1).
+Part = Annotated[TextPart, BeforeValidator(
+    text_only_part({"refusal": "refusal"}),
+    json_schema_input_type=Annotated[TextPart | RefusalPart, Field(discriminator="type")])]
+# A string or a list of parts, told apart by the value's own type: an error is then told about
+# the one branch the value meant ("messages.0.content.1: image_url content parts are not
+# supported"), not "should be a valid string, and problems in 3 other places".
+Content = Annotated[Annotated[str, Tag("text")] | Annotated[list[Part], Tag("parts")],
+                    Discriminator(lambda v: "parts" if isinstance(v, list) else "text")]
 
 
 class FunctionCall(_Strict):
@@ -47,19 +72,39 @@ class ToolCall(_Strict):
 
 
 class ChatMessage(_Strict):
+    """A message, as a client writes one or as the SDK returns an answer (`message.model_dump()`,
+    with its nulls): an answer's refusal is part of the conversation, as its text; its other
+    fields (annotations, reasoning) are accepted and are not part of the prompt."""
+
     role: Literal["developer", "system", "user", "assistant", "tool"] = Field(
         description="Who wrote the message. developer is treated as system.")
-    content: str | list[TextPart] | None = Field(
-        default=None, description="The text, or an array of text parts.")
+    content: Content | None = Field(
+        default=None, description="The text, or an array of text parts (refusal parts read as text).")
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     prefix: bool = Field(default=False, description=(
         "On a last assistant message: the answer continues this text (as Mistral's API). Extension."))
+    refusal: str | None = Field(default=None, exclude=True, description=(
+        "An earlier answer's refusal: it is part of the conversation, as the message's text (after its content)."))
+    annotations: list[dict[str, Any]] | None = no_effect("an earlier answer's citations are not part of the prompt")
+    reasoning_content: str | None = no_effect("an earlier answer's reasoning (vLLM's field) is not part of the prompt")
+    audio: Unsupported = unsupported("this model takes text only: send the earlier answer's transcript as content")
+    function_call: Unsupported = unsupported("deprecated by OpenAI; send the call in tool_calls")
+
+    @model_validator(mode="after")
+    def _refusal_as_text(self) -> ChatMessage:
+        if self.refusal:
+            if isinstance(self.content, list):
+                self.content = [*self.content, TextPart(type="text", text=self.refusal)]
+            else:
+                self.content = f"{self.content}\n\n{self.refusal}" if self.content else self.refusal
+        return self
 
 
 class StreamOptions(_Strict):
     include_usage: bool = Field(default=False, description="Send a final chunk with the token usage.")
+    include_obfuscation: bool | None = no_effect("no obfuscation padding is sent")
 
 
 class ResponseFormatText(_Strict):
@@ -97,8 +142,17 @@ class FunctionDefinition(_Strict):
     strict: bool | None = Field(default=None, description="Accepted; forced calls always match the schema.")
 
 
+def _function_only(what: str, why: str) -> BeforeValidator:
+    """OpenAI's other tool types (custom, allowed_tools) are refused as unsupported, saying why."""
+    def check(kind: Any) -> Any:
+        name = f"a {what} of type {str(kind)[:64]!r}"
+        return refusal(kind, lambda k: not isinstance(k, str) or k == "function", why, name)
+
+    return BeforeValidator(check)
+
+
 class Tool(_Strict):
-    type: Literal["function"]
+    type: Annotated[Literal["function"], _function_only("tool", "only function tools are (type function)")]
     function: FunctionDefinition
 
 
@@ -107,11 +161,14 @@ class NamedFunction(_Strict):
 
 
 class NamedToolChoice(_Strict):
-    type: Literal["function"]
+    type: Annotated[Literal["function"], _function_only("tool_choice", (
+        'name a function ({"type": "function", "function": {"name": ...}}), or send only the allowed tools'))]
     function: NamedFunction
 
 
-ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+# A mode or a named function, told apart by the value's type (one branch's errors, as Content).
+ToolChoice = Annotated[Annotated[Literal["none", "auto", "required"], Tag("mode")] | Annotated[
+    NamedToolChoice, Tag("named")], Discriminator(lambda v: "mode" if isinstance(v, str) else "named")]
 
 
 class GuidedFields(_Strict):
@@ -154,6 +211,8 @@ class _ChatFields(_Strict):
                                      description="Also return the most likely tokens at each position (needs logprobs).")
     seed: int | None = Field(default=None, description="Sample deterministically: the same seed gives the same answer.")
     user: str | None = Field(default=None, max_length=256, description="An end-user id, recorded in the request log.")
+    safety_identifier: str | None = Field(default=None, max_length=256, exclude=True, description=(
+        "An end-user id: recorded in the request log when user is absent."))
     # Extensions, as vLLM names them.
     top_k: int = Field(default=0, ge=-1, description="Keep only the k most likely tokens (0 or -1: off). Extension.")
     min_p: float = Field(default=0.0, ge=0.0, le=1.0,
@@ -177,10 +236,18 @@ class _ChatFields(_Strict):
         "Continue the last (assistant) message instead of starting a new one. Extension."))
 
 
-class ChatCompletionRequest(GuidedFields, _ChatFields):
+class ChatCompletionRequest(ChatNotHonoured, GuidedFields, _ChatFields):
     """POST /v1/chat/completions and /api/ai/chat/completions."""
 
-    # (Bases in this order put the chat fields first in the published schema, the extensions last.)
+    # (Bases in this order put the chat fields first in the published schema, then the
+    # extensions, then the parameters that change nothing or are refused.)
+
+    @model_validator(mode="after")
+    def _user_for_the_log(self) -> ChatCompletionRequest:
+        # As on /v1/responses: OpenAI's successor to `user` names the user in the request log.
+        if self.user is None and self.safety_identifier is not None:
+            self.user = self.safety_identifier
+        return self
 
 
 # ---- completions request -----------------------------------------------------------------------
@@ -205,7 +272,7 @@ class _CompletionFields(_Strict):
     best_of: int | None = Field(default=None, ge=1, le=128, description="Only best_of = n is supported.")
     logit_bias: LogitBias | None = None
     seed: int | None = None
-    suffix: str | None = Field(default=None, description="Not supported: must be absent.")
+    suffix: Unsupported = unsupported("this server does no fill-in-the-middle")
     user: str | None = Field(default=None, max_length=256)
     top_k: int = Field(default=0, ge=-1)
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -2,21 +2,21 @@
 
 Unknown fields are refused, as Anthropic's API refuses them; the optional fields its SDK can
 send (cache_control, service_tier, thinking, ...) are declared and accepted, most of them without
-effect on a self-hosted model. Content blocks the model cannot read (images, documents) validate
-here and are refused by the dialect with a sentence saying why.
+effect on a self-hosted model; an explicit null is the field's default (protocol_common). Content
+blocks the model cannot read (images, documents) validate here and are refused by the dialect
+with a sentence saying why.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..engine.params import MAX_STOP_STRINGS
+from .protocol_common import StrictModel
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+_Strict = StrictModel
 
 
 class _Block(_Strict):

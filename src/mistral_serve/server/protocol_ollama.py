@@ -3,18 +3,22 @@
 Ollama's server is written in Go, whose JSON decoder ignores fields it does not know: so do these
 models (extra="ignore"), and an option we cannot honour (num_gpu, mirostat, ...) is dropped the
 same way. Types are checked strictly as Go checks them: a string where a number belongs is a 400
-naming the field, not a silent conversion. Ranges are the chat path's (the dialect translates
-these bodies into its request), so a bad value is refused there, under the option's name.
+naming the field, not a silent conversion; a null leaves a field at its default, as Go's decoder
+leaves a field it reads null into (protocol_common.RequestModel). Ranges are the chat path's (the
+dialect translates these bodies into its request), so a bad value is refused there, under the
+option's name.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from .protocol_common import RequestModel
 
 
-class _Lenient(BaseModel):
+class _Lenient(RequestModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
 

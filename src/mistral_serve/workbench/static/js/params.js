@@ -28,7 +28,7 @@ export function paramSpecs(schema, model = {}) {
   const basic = Array.isArray(schema.basic) ? new Set(schema.basic) : null;
   const specs = [];
   for (const [index, [name, raw]] of Object.entries(schema.properties).entries()) {
-    if (NOT_CONTROLS.has(name)) continue;
+    if (NOT_CONTROLS.has(name) || raw["x-no-effect"] || raw["x-unsupported"]) continue;
     const node = resolve(raw, defs);
     const variants = (node.anyOf || [node]).map((v) => resolve(v, defs));
     const nullable = variants.some((v) => v.type === "null");
