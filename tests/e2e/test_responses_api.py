@@ -59,6 +59,17 @@ def stop(client) -> str:
 
 # ---- responses.create ----------------------------------------------------------------------------
 
+
+def test_an_explicit_null_is_the_default_as_on_the_chat_path(server):
+    """OpenAI reads "top_p": null as its default; so does the chat path here (protocol_common)."""
+    plain = {"model": MODEL, "input": ASK, "max_output_tokens": 5, "temperature": 0}
+    nulls = {**plain, "top_p": None, "store": None, "parallel_tool_calls": None, "truncation": None,
+             "instructions": None, "metadata": None}
+    with httpx.Client(timeout=120) as http:
+        a, b = (http.post(server.url + "/v1/responses", json=body) for body in (plain, nulls))
+    assert a.status_code == b.status_code == 200, b.text
+    assert b.json()["output"][0]["content"][0]["text"] == a.json()["output"][0]["content"][0]["text"]
+
 def test_a_response_is_openais_object_and_its_text_is_the_chat_paths(client):
     r = create(client, instructions="Answer briefly.")
     assert r.object == "response" and r.id.startswith("resp_") and r.model == MODEL

@@ -15,13 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from .protocol import OPENAI_MAX_STOP, JSONSchemaFormat, Stop
+from .protocol_common import RequestModel, StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class _Strict(StrictModel):
+    """Unknown names refused, nulls the defaults (as on the chat path)."""
 
 
-class _Lenient(BaseModel):
+class _Lenient(RequestModel):
+    # Input items as an earlier response returns them carry fields a request never sets
+    # (status, ids of outputs): those are ignored, not refused.
     model_config = ConfigDict(extra="ignore", strict=True)
 
 
