@@ -32,11 +32,48 @@ log = logging.getLogger(__name__)
 DEMO_MAX_TOKENS = 512
 
 
-def param_error(err: ParamError, prompt_param: str = "prompt") -> APIError:
-    """The engine names the prompt "prompt"; chat requests call it "messages"."""
-    code = "context_length_exceeded" if isinstance(err, ContextLengthError) else "invalid_parameter"
+def param_error(err: ParamError, prompt_param: str = "prompt", endpoint: str = "") -> APIError:
+    """A refused parameter as a 400 naming it (the engine names the prompt "prompt"; chat requests
+    call it "messages").
+
+    A context overflow is told in the sentences of the API the client speaks, because client
+    libraries recognise an overflow only by its text and only then take their fallbacks (trim the
+    history, a bigger model): litellm looks for "This model's maximum context length is" or "prompt
+    is too long"; LangChain for "prompt is too long" or "context_length_exceeded" in str(error),
+    which the openai client makes of the message alone, so the OpenAI sentences end with the code.
+    For a 64-token context:
+      chat, with max_tokens: "This model's maximum context length is 64 tokens. However, you
+        requested 108 tokens (8 in the messages, 100 in the completion). Please reduce the length
+        of the messages or completion. (context_length_exceeded)";
+      chat, without: "... However, your messages resulted in 70 tokens. Please reduce the length
+        of the messages. (context_length_exceeded)";
+      completions: "This model's maximum context length is 64 tokens, however you requested 86
+        tokens (70 in your prompt; 16 for the completion). Please reduce your prompt; or
+        completion length. (context_length_exceeded)";
+      Anthropic (`endpoint` /v1/messages): "prompt is too long: 70 tokens > 64 maximum", or with
+        a short prompt "input length and `max_tokens` exceed context limit: 8 + 100 > 64, decrease
+        input length or `max_tokens` and try again".
+    """
     param = prompt_param if err.param == "prompt" else err.param
-    return APIError(400, str(err), param=param, code=code)
+    if not isinstance(err, ContextLengthError):
+        return APIError(400, str(err), param=param, code="invalid_parameter")
+    code = "context_length_exceeded"
+    n, limit, asked = err.prompt_tokens, err.limit, err.completion_tokens
+    head = f"This model's maximum context length is {limit} tokens"
+    if endpoint == "/v1/messages" or endpoint.startswith("/v1/messages/"):
+        message = (f"prompt is too long: {n} tokens > {limit} maximum" if asked is None or n >= limit else
+                   f"input length and `max_tokens` exceed context limit: {n} + {asked} > {limit}, "
+                   "decrease input length or `max_tokens` and try again")
+    elif prompt_param == "prompt":  # OpenAI's (legacy) completions sentence, semicolons and all
+        message = (f"{head}, however you requested {n + (asked or 0)} tokens ({n} in your prompt; "
+                   f"{asked or 0} for the completion). Please reduce your prompt; or completion length. ({code})")
+    elif asked is None:
+        message = (f"{head}. However, your messages resulted in {n} tokens. Please reduce the length of the "
+                   f"messages. ({code})")
+    else:
+        message = (f"{head}. However, you requested {n + asked} tokens ({n} in the messages, {asked} in the "
+                   f"completion). Please reduce the length of the messages or completion. ({code})")
+    return APIError(400, message, param=param, code=code)
 
 
 def make_params(**fields) -> SamplingParams:
@@ -123,7 +160,7 @@ class Run:
         try:
             engine.check(self.prompt_ids, self.params)
         except ParamError as err:
-            raise param_error(err, self.prompt_param) from None
+            raise param_error(err, self.prompt_param, self.endpoint) from None
         self.serving.admit()
         self._admitted = True
 
@@ -142,7 +179,7 @@ class Run:
                     yield out
         except ParamError as err:
             self.status = 400
-            raise param_error(err, self.prompt_param) from None
+            raise param_error(err, self.prompt_param, self.endpoint) from None
         except EngineDeadError as err:
             self.status = 503
             raise APIError(503, str(err), code="engine_stopped") from None
