@@ -129,10 +129,12 @@ class BlockManager:
             found.append(block)
         return found
 
-    def allocate(self, seq_id: int, tokens: Sequence[int], max_new: int) -> int:
+    def allocate(self, seq_id: int, tokens: Sequence[int], max_new: int, use_cache: bool = True) -> int:
         """Blocks for a new sequence whose known tokens are `tokens`: its cached prefix plus room
-        for up to `max_new` more positions. Returns the number of cached tokens."""
-        cached = self.cached_prefix(tokens)
+        for up to `max_new` more positions. Returns the number of cached tokens. `use_cache`
+        False: compute every position (a prompt being scored needs each one's logits); its
+        blocks still enter the cache once full."""
+        cached = self.cached_prefix(tokens) if use_cache else []
         num_cached = len(cached) * self.block_size
         num_tokens = num_cached + min(len(tokens) - num_cached, max_new)
         needed = self.blocks_for(num_tokens) - len(cached)
@@ -144,8 +146,9 @@ class BlockManager:
         table += [self._take() for _ in range(needed)]
         self._tables[seq_id] = table
         self._hashes[seq_id] = []
-        self.queries += len(tokens)
-        self.hits += num_cached
+        if use_cache:  # a sequence that does not look is no miss
+            self.queries += len(tokens)
+            self.hits += num_cached
         return num_cached
 
     def grow(self, seq_id: int, num_tokens: int) -> None:

@@ -2,6 +2,10 @@
 
     step = schedule -> run the model on the batch -> sample -> commit (append tokens, check
            stops and lengths, report each request's delta)
+
+A request may also ask for its prompt's logprobs (SamplingParams.prompt_logprobs): its first
+sample collects them as it reads the prompt (engine/prompt_logprobs.py) and the request's first
+output carries them. With max_tokens 0 such a request ends right after its prompt, with no token.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .blocks import BlockManager
 from .grammar import GrammarCompiler
 from .masks import Masks, TokenMasks
 from .params import ParamError, SamplingParams
+from .prompt_logprobs import PromptScores
 from .runner import ModelRunner, plan_num_blocks
 from .sampling import SampleRow, Sampled, make_generator, sample
 from .scheduler import Scheduler
@@ -59,6 +64,9 @@ class RequestOutput:
     # Set when this request alone failed in the step (sampling or decoding its tokens); it is
     # aborted, and the others in the batch go on.
     error: Exception | None = None
+    # With SamplingParams.prompt_logprobs, in the request's first output only: one entry per
+    # prompt token, the first None (no token precedes it).
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass(slots=True)
@@ -139,6 +147,8 @@ class LLMEngine:
                 stop=StopBuffer(params.stop),
                 detok=self.tokenizer.detokenizer(prompt_ids if params.output_continues_prompt else ()),
                 grammar=self.grammars.state(params.guided) if params.guided is not None else None))
+        if params.prompt_logprobs is not None:  # the samples share one prompt: the first scores it
+            seqs[0].prompt_scores = PromptScores(list(prompt_ids), params.prompt_logprobs)
         req = _Request(request_id, list(prompt_ids), seqs)
         # Extra samples start once the first has read the prompt, so they find it in the cache.
         if self.config.enable_prefix_caching:
@@ -172,11 +182,14 @@ class LLMEngine:
             return []
         rows = batch.sample_rows()
         seqs = [batch.items[i][0] for i in rows]
+        prompt_only = [batch.items[i][0] for i in batch.prompt_only_rows()]
         masks = self.masks.start(seqs)  # on a GPU, computed while the model runs
         logits = self.runner.run(batch, rows)
+        for i, (positions, scored) in batch.prompt_logprobs.items():
+            batch.items[i][0].prompt_scores.fill(positions, scored)
         self.scheduler.after_step(batch)
-        sampled = self._sample(logits, seqs, masks)
-        return self._commit(seqs, sampled)
+        sampled = self._sample(logits, seqs, masks) if seqs else []
+        return self._commit(seqs, sampled, prompt_only)
 
     def _sample(self, logits, seqs: list[Sequence], masks: Future[Masks] | None) -> list[Sampled | Exception]:
         """All rows at once; if that fails, row by row, so that one request's bad row (its
@@ -195,11 +208,18 @@ class LLMEngine:
                     results.append(err)
             return results
 
-    def _commit(self, seqs: list[Sequence], sampled: list[Sampled | Exception]) -> list[RequestOutput]:
+    def _commit(self, seqs: list[Sequence], sampled: list[Sampled | Exception],
+                prompt_only: list[Sequence] = ()) -> list[RequestOutput]:
         """Append each sequence's token and report each request's delta. A request whose row
-        fails (sampling, decoding its text) is aborted with its error; the others go on."""
+        fails (sampling, decoding its text) is aborted with its error; the others go on.
+        `prompt_only`: sequences that have read their prompt and generate nothing (max_tokens 0):
+        they end here, with "length" as OpenAI's echo-only completions do."""
         touched: dict[str, list[Sequence]] = {}
         failed: dict[str, Exception] = {}
+        for seq in prompt_only:
+            self._release_held(seq)
+            self._finish(seq, "length")
+            touched.setdefault(seq.request_id, []).append(seq)
         for seq, result in zip(seqs, sampled):
             if seq.request_id in failed:
                 continue
@@ -271,7 +291,12 @@ class LLMEngine:
         if finished:
             del self.requests[request_id]
         first = req.seqs[0]
-        return RequestOutput(request_id, deltas, len(req.prompt_ids), first.num_cached or 0, finished)
+        prompt_logprobs = None
+        if first.scoring_prompt and first in changed:  # it has just read its whole prompt
+            first.prompt_scores.reported = True
+            prompt_logprobs = first.prompt_scores.entries
+        return RequestOutput(request_id, deltas, len(req.prompt_ids), first.num_cached or 0, finished,
+                             prompt_logprobs=prompt_logprobs)
 
     def _fail(self, request_id: str, err: Exception) -> RequestOutput:
         req = self.requests.get(request_id)

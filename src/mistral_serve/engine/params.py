@@ -66,6 +66,10 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+    # Score the prompt: each prompt token's logprob (the first has none) and this many most likely
+    # alternatives, as vLLM's prompt_logprobs; None = off. With it, max_tokens may be 0: the
+    # request reads its prompt and ends without generating (how evaluation harnesses score text).
+    prompt_logprobs: int | None = None
     # Raw completions continue the prompt's text: decode the output in place after it (keeping
     # a leading space). Chat answers are a text of their own.
     output_continues_prompt: bool = False
@@ -92,12 +96,16 @@ class SamplingParams:
         _check(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         _check(all(isinstance(t, int) and t >= 0 for t in self.stop_token_ids), "stop_token_ids",
                "must be token ids")
-        _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
-               f"must be at least 1, got {self.max_tokens}")
+        scoring = self.prompt_logprobs is not None
+        _check(self.max_tokens is None or self.max_tokens >= 1 or (self.max_tokens == 0 and scoring),
+               "max_tokens", f"must be at least 1 (0 only to score a prompt, with prompt_logprobs), "
+               f"got {self.max_tokens}")
         _check(self.min_tokens >= 0, "min_tokens", f"must be >= 0, got {self.min_tokens}")
         _check(self.max_tokens is None or self.min_tokens <= self.max_tokens, "min_tokens",
                f"({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})")
         _check(0 <= self.top_logprobs <= 20, "top_logprobs", f"must be between 0 and 20, got {self.top_logprobs}")
+        _check(self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20, "prompt_logprobs",
+               f"must be between 0 and 20, got {self.prompt_logprobs}")
         _check(self.seed is None or -(2**63) <= self.seed < 2**64, "seed", "must fit in 64 bits")
 
     @property

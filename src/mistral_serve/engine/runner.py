@@ -1,5 +1,5 @@
 """The engine's only tensor code: how many KV blocks fit, and a scheduled batch in, the logits of
-the sampled rows out."""
+the sampled rows out (and, for a prompt being scored, its prompt logprobs)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from ..config import EngineConfig, parse_memory
 from ..model.attention import PagedKVCache
 from ..model.hardware import available_memory
 from ..model.transformer import Transformer
+from .prompt_logprobs import score_rows
 from .scheduler import Batch
 
 DEFAULT_CPU_KV_BYTES = 4 * 1024**3
+# Prompt positions scored at once (engine/prompt_logprobs.py): bounds the logits held in memory.
+SCORE_ROWS = 256
 
 
 def kv_bytes_per_block(model: Transformer, block_size: int) -> int:
@@ -64,5 +67,23 @@ class ModelRunner:
         self.cache.begin_step(steps)
         hidden = self.model(torch.tensor(tokens, dtype=torch.long, device=self.device),
                             torch.tensor(positions, dtype=torch.long, device=self.device), self.cache)
+        self._score_prompts(batch, hidden, [row - n + 1 for row, (_, n) in zip(last, batch.items)])
         rows = torch.tensor([last[i] for i in sample_rows], dtype=torch.long, device=self.device)
         return self.model.logits(hidden[rows])
+
+    def _score_prompts(self, batch: Batch, hidden: Tensor, first_rows: list[int]) -> None:
+        """Prompt logprobs for the items scoring their prompt, into `batch.prompt_logprobs`.
+        hidden (N, dim) is the step's flat batch; item i's tokens start at row first_rows[i]."""
+        for i in batch.scoring:
+            seq, n = batch.items[i]
+            scores = seq.prompt_scores
+            positions = scores.scored_positions(seq.num_computed, n)
+            targets = torch.tensor(scores.targets(positions), dtype=torch.long, device=self.device)
+            row0 = first_rows[i] + positions.start - seq.num_computed
+            scored = []
+            # A slice at a time: logits for a whole chunk are (n, V) float32, 64 MiB per 512
+            # tokens of a 32k vocabulary, and log_softmax doubles it.
+            for a in range(0, len(positions), SCORE_ROWS):
+                rows = hidden[row0 + a:row0 + min(a + SCORE_ROWS, len(positions))]
+                scored += score_rows(self.model.logits(rows), targets[a:a + SCORE_ROWS], scores.top)
+            batch.prompt_logprobs[i] = (positions, scored)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..config import EngineConfig
 from .blocks import BlockManager, NoFreeBlocks
-from .sequence import Sequence, Status
+from .sequence import Sequence, Status, TokenLogprob
 
 
 @dataclass(slots=True)
@@ -29,14 +29,26 @@ class Batch:
     items: list[tuple[Sequence, int]] = field(default_factory=list)
     preempted: list[Sequence] = field(default_factory=list)
     tables: list[list[int]] = field(default_factory=list)  # each item's block table, in order
+    # The items scoring their prompt (engine/prompt_logprobs.py); the runner fills in, for each,
+    # the positions scored in this step and their logprobs.
+    scoring: list[int] = field(default_factory=list)
+    prompt_logprobs: dict[int, tuple[range, list[TokenLogprob]]] = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:
         return sum(n for _, n in self.items)
 
     def sample_rows(self) -> list[int]:
-        """The items whose last known token is computed in this step: they get a new token.
-        (Read before `Scheduler.after_step`, which advances the computed counts.)"""
+        """The items whose last known token is computed in this step and that may generate: they
+        get a new token. (Read before `Scheduler.after_step`, which advances the computed counts.)"""
+        return [i for i in self._caught_up() if self.items[i][0].num_tokens < self.items[i][0].max_len]
+
+    def prompt_only_rows(self) -> list[int]:
+        """The items that have just read their whole prompt and may generate nothing (max_tokens
+        0, a prompt being scored): they end after this step."""
+        return [i for i in self._caught_up() if self.items[i][0].num_tokens >= self.items[i][0].max_len]
+
+    def _caught_up(self) -> list[int]:
         return [i for i, (seq, n) in enumerate(self.items) if seq.num_computed + n == seq.num_tokens]
 
     def __bool__(self) -> bool:
@@ -65,6 +77,7 @@ class Scheduler:
         if not batch.preempted:  # memory is short: admit nobody new this step
             self._admit_waiting(batch, budget)
         batch.tables = [self.blocks.table(seq.seq_id) for seq, _ in batch.items]
+        batch.scoring = [i for i, (seq, _) in enumerate(batch.items) if seq.scoring_prompt]
         return batch
 
     def _continue_running(self, batch: Batch, budget: int) -> int:
@@ -85,7 +98,7 @@ class Scheduler:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             try:
-                cached = self.blocks.allocate(seq.seq_id, seq.tokens, budget)
+                cached = self.blocks.allocate(seq.seq_id, seq.tokens, budget, use_cache=not seq.scoring_prompt)
             except NoFreeBlocks:
                 break
             self.waiting.popleft()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .params import SamplingParams
 from .stop import StopBuffer
+
+if TYPE_CHECKING:
+    from .prompt_logprobs import PromptScores
 
 
 class Status(enum.Enum):
@@ -38,6 +41,8 @@ class Sequence:
     stop: StopBuffer
     detok: Any  # the tokenizer's IncrementalDetokenizer
     grammar: Any = None  # a grammar_state.GrammarState when the output is constrained
+    # The request's prompt logprobs, collected by its first sample only (the others share them).
+    prompt_scores: PromptScores | None = None
     output_ids: list[int] = field(default_factory=list)
     num_computed: int = 0  # leading tokens whose keys/values are in the cache
     num_cached: int | None = None  # prompt tokens found in the prefix cache at first admission
@@ -56,6 +61,11 @@ class Sequence:
     @property
     def num_tokens(self) -> int:
         return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def scoring_prompt(self) -> bool:
+        """Whether this step's prompt positions need their logits (prompt logprobs not yet given)."""
+        return self.prompt_scores is not None and not self.prompt_scores.reported
 
     @property
     def is_finished(self) -> bool:

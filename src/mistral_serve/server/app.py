@@ -15,7 +15,7 @@ from .errors import (APIError, api_error_handler, http_error_handler, unexpected
                      validation_error_handler)
 from .middleware import BodyLimit, BodyTimeout, RefuseLoneSurrogates, RequestMetrics
 from .routes import chat, generations, messages, models, ollama, responses, system
-from .routes import queue, workbench
+from .routes import queue, tokenizer_info, workbench
 from .state import Serving
 
 
@@ -42,6 +42,7 @@ def create_app(serving: Serving, load_in_background: bool = True) -> FastAPI:
                    ollama.router, workbench.router):
         app.include_router(router)
     app.include_router(queue.router)
+    app.include_router(tokenizer_info.router)
     # Outermost last: the time and size limits apply while RefuseLoneSurrogates reads the body.
     app.add_middleware(RefuseLoneSurrogates)
     app.add_middleware(RequestMetrics, metrics=serving.metrics)

@@ -9,6 +9,7 @@ from ..auth import require_key
 from ..errors import bad_request, not_found_model
 from ..protocol import DetokenizeRequest, TokenizeRequest
 from .deps import serving
+from .tokenizer_info import control_token_prompt
 
 router = APIRouter(tags=["system"])
 
@@ -44,8 +45,9 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict:
             ids = loaded.tokenizer.encode_chat([m.model_dump(exclude_none=True) for m in body.messages])
         except ChatTemplateError as err:
             raise bad_request(str(err), param="messages") from None
-    else:
-        ids = loaded.tokenizer.encode(body.prompt, bos=body.add_special_tokens)
+    else:  # a control token's spelling alone is that token (see tokenizer_info.py)
+        ids = (control_token_prompt(loaded.tokenizer, body.prompt, body.add_special_tokens)
+               or loaded.tokenizer.encode(body.prompt, bos=body.add_special_tokens))
     return {"tokens": ids, "count": len(ids), "max_model_len": serving(request).engine.max_model_len}
 
 
