@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prefix-len", type=int, default=b.prefix_len, help="shared-prefix TTFT test length (0: skip it)")
     bench.add_argument("--http-clients", default=_csv(b.http_clients), help="comma-separated client counts for the HTTP run")
     bench.add_argument("--peer-batches", default=_csv(b.peer_batches), help="comma-separated batch sizes for the peers")
+    bench.add_argument("--roof-prompt-lens", default=_csv(b.roof_prompt_lens),
+                       help="comma-separated prompt lengths at which the engine suite times our prefill matmuls "
+                            "against the library GEMM ('' skips it)")
     bench.add_argument("--suites", default=_csv(b.suites),
                        help="what to measure: kernels (one int8, int4 or bf16 matmul, ours against stock), "
                             "engine (in-process), grammar (structured-output overhead), "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 from typing import Callable, TextIO
@@ -225,15 +226,19 @@ def cmd_bench(ns: argparse.Namespace, configs: RunConfigs) -> int:
     try:
         http_clients = tuple(int(c) for c in ns.http_clients.split(","))
         peer_batches = tuple(int(c) for c in ns.peer_batches.split(","))
+        roof_lens = tuple(int(c) for c in ns.roof_prompt_lens.split(",") if c)
     except ValueError:
-        raise UserError("--http-clients and --peer-batches must be comma-separated integers") from None
+        raise UserError("--http-clients, --peer-batches and --roof-prompt-lens must be comma-separated integers") from None
     suites = tuple(s for s in ns.suites.split(",") if s)
     if not set(suites) <= {"kernels", "engine", "grammar", "http", "peers"}:
         raise UserError(f"--suites takes kernels, engine, grammar, http and peers, got {ns.suites!r}")
-    bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len,
-                        http_clients=http_clients, peer_batches=peer_batches, suites=suites)
+    try:
+        bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len, http_clients=http_clients,
+                            peer_batches=peer_batches, suites=suites, roof_prompt_lens=roof_lens)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     out = None if str(ns.out) == "-" else Path(ns.out)
-    command = " ".join(["mistral-serve", *getattr(ns, "argv", ["bench"])])
+    command = shlex.join(["mistral-serve", *getattr(ns, "argv", ["bench"])])
     print(run_bench(models, bench, out, command))
     return 0
 

@@ -41,8 +41,9 @@ class ModelConfig:
         "from any GGUF type; int8; int4", choices=QUANTIZE_CHOICES)
     group_size: int = option(32, "int4 group size", choices=(32, 64, 128, 256))
     cpu_kernels: str = option(
-        "auto", "matmuls on CPU (quantized and bf16): auto = our AVX-512 kernels where the CPU has them "
-        "(compiled on first use), else PyTorch's; stock = always PyTorch's", choices=("auto", "stock"))
+        "auto", "our compiled CPU code (quantized and bf16 matmuls, and the fused RMSNorm and rotary): auto = "
+        "our AVX-512 or AVX2 kernels, as the CPU has them (compiled on first use), else PyTorch's; stock = "
+        "PyTorch's only, nothing of ours is built or loaded", choices=("auto", "stock"))
     chat_template: str = option(
         "auto", "auto: mistral-common for Mistral's own checkpoints, else the checkpoint's own Jinja template; "
         "mistral; checkpoint; or a file holding a Jinja template", metavar="auto|mistral|checkpoint|PATH")
@@ -163,6 +164,14 @@ class BenchConfig:
     http_clients: tuple[int, ...] = (1, 8, 32)
     peer_batches: tuple[int, ...] = (1, 8, 32)
     suites: tuple[str, ...] = ("kernels", "engine", "grammar", "http", "peers")
+    # M of the engine suite's prefill-against-library-GEMM measurement (bench/roof.py); (): skip it.
+    roof_prompt_lens: tuple[int, ...] = (512,)
+
+    def __post_init__(self) -> None:
+        if any(m < 1 for m in self.roof_prompt_lens):
+            raise ValueError(f"--roof-prompt-lens must be positive token counts, got {self.roof_prompt_lens}")
+
+
 
 
 @dataclass(frozen=True, slots=True)

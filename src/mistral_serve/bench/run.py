@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +15,10 @@ from ..engine.runner import kv_bytes_per_block
 from ..loading import LoadedModel, load
 from ..random_checkpoint import ensure_demo
 from .engine_bench import grammar_overhead, prefill_rate, prefix_ttft, throughput
+from .machine import machine_record, record_lines
+from .roof import DecodeLimit, prefill_roof, read_rate, token_bytes
+from .roof_report import decode_limit_lines, prefill_roof_lines
 from .summary import Figures, summary_lines
-
-
 
 
 @dataclass
@@ -38,26 +36,15 @@ class Report:
                 print(line, file=sys.stderr, flush=True)
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"CPU capability {torch.backends.cpu.get_cpu_capability()}{gpu}")
-
-
 def kernels_description(loaded: LoadedModel) -> str:
     from ..model.quant import matmul_kernels
 
     if loaded.device.type != "cpu":
         return ", matmuls: PyTorch's CUDA kernels"
-    return f", matmuls: {matmul_kernels(loaded.model)}"
+    from ..model.kernels import cpu_kernels
+
+    ops = "ours" if loaded.model.own_kernels and cpu_kernels() is not None else "PyTorch"
+    return f", matmuls: {matmul_kernels(loaded.model)}; RMSNorm and rotary: {ops}"
 
 
 def _weights_bytes(model: torch.nn.Module) -> int:
@@ -326,11 +313,35 @@ def kernels_section(report: Report) -> None:
     report.add("")
 
 
+def roof_section(report: Report, loaded: LoadedModel, bench: BenchConfig) -> None:
+    """Our prefill and decode against the machine's limits, measured here (see roof.py)."""
+    from ..model.quant import Int4Linear, Int8Linear
+
+    quantized = any(isinstance(m, (Int8Linear, Int4Linear)) for m in loaded.model.layers.modules())
+    results = [prefill_roof(loaded.model, m, quantized) for m in bench.roof_prompt_lens]
+    report.add(*prefill_roof_lines(results))
+    for r in results:
+        report.figures.prefill_roof[r.ours.m] = r.ratio
+        report.figures.roof_kind = r.reference
+    decode = report.figures.ours_decode.get(1)
+    if decode is None:
+        engine = LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_seqs=1))
+        throughput(engine, 1, 8, 2)  # warm-up
+        decode = throughput(engine, 1, bench.prompt_len, bench.output_len).decode_tokens_per_s
+    context = bench.prompt_len + bench.output_len // 2  # the mean context of those decode steps
+    need = token_bytes(loaded.model, context, kv_bytes_per_block(loaded.model, 1))
+    limit = DecodeLimit(read_rate(device=loaded.device), need, decode)
+    report.figures.decode_bandwidth = limit.fraction
+    report.add(*decode_limit_lines(limit, context))
+
+
 def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Path | None, command: str) -> str:
-    report = Report(["# Benchmarks", "", f"Machine: {machine_description()}.", "",
-                     f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}.", ""])
+    report = Report(["# Benchmarks", "", *record_lines(machine_record(command))])
     if "kernels" in bench.suites:
-        kernels_section(report)
+        if models and all(cfg.cpu_kernels == "stock" for _, cfg in models):
+            report.add("## Matmul kernels (CPU)", "", "Skipped: `--cpu-kernels stock` builds none of our kernels.", "")
+        else:
+            kernels_section(report)
     for label, cfg in models:
         loaded = load(cfg)
         full = f"{label}, {str(loaded.dtype).removeprefix('torch.')}, quantization {loaded.card.quantization}"
@@ -339,6 +350,7 @@ def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Pa
                    f"{kernels_description(loaded)})", "")
         if "engine" in bench.suites:
             engine_section(report, loaded, bench, full)
+            roof_section(report, loaded, bench)
         if "grammar" in bench.suites:
             grammar_section(report, loaded, bench)
         if "http" in bench.suites:

@@ -12,10 +12,13 @@ from torch import Tensor
 from .kernels import cpu_kernels
 
 
-def ops_for(x: Tensor, *others: Tensor) -> ModuleType | None:
+def ops_for(x: Tensor, *others: Tensor, own: bool = True) -> ModuleType | None:
     """Our compiled kernels when they can take x and the others: on the CPU, float32 or bfloat16,
-    one dtype, and no autograd graph to record (they are not differentiable)."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16):
+    one dtype, and no autograd graph to record (they are not differentiable).
+
+    own: False for a model loaded with `--cpu-kernels stock`; then the compiled module is never
+    asked for, so it is neither built nor loaded."""
+    if not own or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16):
         return None
     if any(t.dtype != x.dtype or t.device.type != "cpu" for t in others):
         return None

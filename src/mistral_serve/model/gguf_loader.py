@@ -99,8 +99,8 @@ def load_gguf_transformer(gfile: GGUFFile, args: ModelArgs, dtype: torch.dtype, 
     # that Q4 blocks stay exact) and the kernel choice.
     quant = QuantConfig(group_size=group_size if choice != "auto" else 32, kernels=kernels)
     with torch.device("meta"):
-        model = Transformer(args)
-    if device.type == "cpu":
+        model = Transformer(args, own_kernels=quant.kernels == "auto")
+    if device.type == "cpu" and model.own_kernels:  # stock: never built nor loaded
         cpu_kernels()  # built (once per machine) while loading, not at the first request
     swap_linears(model, quant, dtype, device, modes=lambda name: modes.get(name, "none"))
     shapes = {name: p.shape for name, p in model.named_parameters()}

@@ -67,8 +67,8 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
         raise CheckpointError(f"{files.config_file}: the checkpoint is already quantized ({stored.label}); "
                               f"load it without --quantize")
     with torch.device("meta"):
-        model = Transformer(args)
-    if device.type == "cpu":
+        model = Transformer(args, own_kernels=quant.kernels == "auto")
+    if device.type == "cpu" and model.own_kernels:  # stock: never built nor loaded
         cpu_kernels()  # built (once per machine) while loading, not at the first request's RMSNorm
     swap_linears(model, quant, dtype, device)
     shapes = {name: p.shape for name, p in model.named_parameters()}

@@ -17,13 +17,14 @@ from .rope import apply_rotary, inv_frequencies, rotary_tables
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, own_kernels: bool = True) -> None:
         super().__init__()
         self.eps = eps
+        self.own_kernels = own_kernels  # False: PyTorch's ops only (`--cpu-kernels stock`)
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        ops = ops_for(x, self.weight) if x.shape[-1] % 16 == 0 else None
+        ops = ops_for(x, self.weight, own=self.own_kernels) if x.shape[-1] % 16 == 0 else None
         if ops is not None:
             return ops.rms_norm(x, self.weight, self.eps)  # the same arithmetic, in one pass
         # Normalise in float32 whatever the compute dtype, as the reference does.
@@ -33,9 +34,10 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, own_kernels: bool = True) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
+        self.own_kernels = own_kernels  # False: PyTorch's rotary only (`--cpu-kernels stock`)
         # q, k and v projections fused into one GEMM: rows [q | k | v].
         self.wqkv = nn.Linear(args.dim, (args.n_heads + 2 * args.n_kv_heads) * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
@@ -46,7 +48,7 @@ class Attention(nn.Module):
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
         qkv = self.wqkv(x)  # (N, (H + 2 KV) D)
         q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
-        ops = ops_for(qkv, cos, sin) if self.head_dim % 32 == 0 else None
+        ops = ops_for(qkv, cos, sin, own=self.own_kernels) if self.head_dim % 32 == 0 else None
         if ops is not None:
             # q and k rotated in place, as one (N, H + KV, D) view of the fresh qkv output.
             ops.rotary_(qkv.view(n, -1, self.head_dim)[:, :self.n_heads + self.n_kv_heads], cos, sin)
@@ -73,11 +75,11 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, own_kernels: bool = True) -> None:
         super().__init__()
-        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
-        self.attention = Attention(args)
-        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps, own_kernels)
+        self.attention = Attention(args, own_kernels)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps, own_kernels)
         self.feed_forward = FeedForward(args)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, backend: AttentionBackend,
@@ -87,15 +89,19 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, own_kernels: bool = True) -> None:
+        """own_kernels: RMSNorm and rotary in our compiled kernels where they can run (fused.py);
+        False (the loader's `--cpu-kernels stock`) keeps them in PyTorch, as the Linear layers'
+        `own_kernels` does for the matmuls."""
         super().__init__()
         self.args = args
+        self.own_kernels = own_kernels
         weight = torch.empty(args.vocab_size, args.dim)
         if not weight.is_meta:  # as nn.Embedding initialises it; a meta tensor (loading) has nothing to
             nn.init.normal_(weight)  # fill, and normal_ on one imports torch's meta kernels: 2 s a process
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=weight)
-        self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layers))
-        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.layers = nn.ModuleList(Block(args, own_kernels) for _ in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps, own_kernels)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         # Not a parameter: recomputed on every device move so it never comes from a checkpoint.
         # Computed on the CPU and moved: on the meta device (loading) it would go through torch's
