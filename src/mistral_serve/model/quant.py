@@ -3,8 +3,9 @@
 Weights are quantized one tensor at a time as the loader reads them, so the float model never
 exists whole in memory. Activations stay in floating point; each Linear's matmul runs in the
 fastest kernel we have for the device:
-- int8 and int4, CPU with AVX-512: our own kernels (kernels/cpu_quant.cpp, compiled on first
-  use), about twice as fast as the stock ones at decode;
+- int8 and int4, CPU with AVX-512 or AVX2 (+FMA, F16C): our own kernels (kernels/cpu_int8.cpp,
+  cpu_int4.cpp, compiled on first use for the CPU's vector width), about twice as fast as the
+  stock ones at decode;
 - int8, other CPUs: aten._weight_int8pack_mm (x @ (q * scale).T with q int8 (N, K), scale (N,));
 - int4, other CPUs: aten._weight_int4pack_mm_for_cpu (tinygemm layout, groups along K);
 - int4, CUDA: aten._weight_int4pack_mm (bf16 activations);
@@ -36,7 +37,7 @@ KERNELS = ("auto", "stock")
 class QuantConfig:
     mode: str = "none"  # none | int8 | int4
     group_size: int = 32  # int4 only: 32 or 128 input columns share a scale and zero
-    # CPU kernels: "auto" = ours where the CPU has AVX-512, else PyTorch's; "stock" = PyTorch's.
+    # CPU kernels: "auto" = ours where the CPU has AVX-512 or AVX2, else PyTorch's; "stock" = PyTorch's.
     # Not part of equality: it changes how a checkpoint runs, not what it holds.
     kernels: str = field(default="auto", compare=False)
 
@@ -134,7 +135,7 @@ class Int4Linear(nn.Module):
         self.register_buffer("scales_and_zeros", torch.empty(0, dtype=act_dtype))
         self.kernels = None  # our compiled CPU kernels, when set_quantized found them usable
         # Set when neither our kernel nor tinygemm takes this shape (tinygemm needs K % 128,
-        # e.g. SmolLM2's dim 576 on a CPU without AVX-512): the int4 values dequantized, (N, K).
+        # e.g. SmolLM2's dim 576 on a CPU without our kernels): the int4 values dequantized, (N, K).
         self.dense: Tensor | None = None
 
     def set_weight(self, w: Tensor) -> None:
@@ -199,13 +200,15 @@ def kernel_input(x: Tensor) -> Tensor:
 
 
 def matmul_kernels(model: nn.Module) -> str:
-    """Which kernels the model's Linear layers run on here, for logs and benchmark reports."""
+    """Which kernels the model's Linear layers run on here, for logs and benchmark reports, e.g.
+    "quantized: mistral-serve AVX2" (the build's vector instructions: AVX-512 or AVX2)."""
     names = set()
     for module in model.modules():
         if isinstance(module, (Int8Linear, Int4Linear)):
-            names.add("quantized: mistral-serve AVX-512" if module.kernels is not None else "quantized: PyTorch stock")
+            names.add(f"quantized: mistral-serve {module.kernels.isa()}" if module.kernels is not None
+                      else "quantized: PyTorch stock")
         elif isinstance(module, Bf16Linear) and module.kernels is not None:
-            names.add("bf16: mistral-serve AVX512-BF16")
+            names.add(f"bf16: mistral-serve {module.kernels.bf16_isa()}")
     return "; ".join(sorted(names)) or "PyTorch"
 
 

@@ -1,14 +1,26 @@
-// The Python module: one entry per kernel (cpu_quant.cpp, cpu_bf16.cpp, cpu_ops.cpp).
-#include <torch/extension.h>
+// The Python module: one entry per kernel (cpu_int8.cpp, cpu_int4.cpp, cpu_bf16.cpp, cpu_ops.cpp),
+// and what this build was compiled for.
+// pybind11 with torch's Tensor casters, not all of torch/extension.h: a third of the compile time.
+#include <torch/csrc/utils/pybind.h>
+
+#include "simd.h"
 
 namespace mskernels {
-torch::Tensor int8_linear(torch::Tensor x, torch::Tensor w, torch::Tensor scale);
-torch::Tensor int4_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int64_t K, int64_t group_size);
-torch::Tensor pack_int4(torch::Tensor q, torch::Tensor scale, torch::Tensor low, int64_t group_size);
-torch::Tensor bf16_linear(torch::Tensor x, torch::Tensor w);
-bool has_bf16_linear();
-torch::Tensor rms_norm(torch::Tensor x, torch::Tensor weight, double eps);
-void rotary_(torch::Tensor x, torch::Tensor cos, torch::Tensor sin);
+at::Tensor int8_linear(at::Tensor x, at::Tensor w, at::Tensor scale);
+at::Tensor int4_linear(at::Tensor x, at::Tensor packed, int64_t N, int64_t K, int64_t group_size);
+at::Tensor pack_int4(at::Tensor q, at::Tensor scale, at::Tensor low, int64_t group_size);
+at::Tensor bf16_linear(at::Tensor x, at::Tensor w);
+const char* bf16_isa();
+at::Tensor rms_norm(at::Tensor x, at::Tensor weight, double eps);
+void rotary_(at::Tensor x, at::Tensor cos, at::Tensor sin);
+
+bool has_vnni() {
+#ifdef MSK_VNNI
+  return true;
+#else
+  return false;
+#endif
+}
 }  // namespace mskernels
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -17,7 +29,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("int4_linear", &int4_linear, "y = x @ W.T for int4 weights packed by pack_int4");
   m.def("pack_int4", &pack_int4, "q uint8 (N, K) 0..15, scale and low fp16 (N, K/G) -> the int4 kernel's buffer");
   m.def("bf16_linear", &bf16_linear, "y = x @ w.T, x and w bfloat16 (w (N, K)), float32 sums");
-  m.def("has_bf16_linear", &has_bf16_linear, "whether this build has bf16_linear (the CPU has AVX512-BF16)");
   m.def("rms_norm", &rms_norm, "weight * (x * rsqrt(mean(x^2) + eps)), rounded as transformer.RMSNorm rounds");
   m.def("rotary_", &rotary_, "x (N, H, Dh) = x * cos + rotate_half(x) * sin, in place");
+  m.def("isa", [] { return std::string(ISA); }, "the vector instructions of this build: AVX-512 or AVX2");
+  m.def("has_vnni", &has_vnni, "whether the int8 dot products take one VNNI instruction (vpdpwssd, vpdpbusd)");
+  m.def("bf16_isa", [] { return std::string(bf16_isa()); }, "bf16_linear's instructions: AVX512-BF16, AVX-512 or AVX2");
 }

@@ -1,5 +1,6 @@
-// Shared by our CPU kernels (cpu_quant.cpp, cpu_bf16.cpp, cpu_ops.cpp): vector types, the row-chunked
-// parallel loop over tiles, and the checks and output conversion every entry point does.
+// Shared by our CPU kernels (cpu_int8.cpp, cpu_int4.cpp, cpu_bf16.cpp, cpu_ops.cpp): the
+// row-chunked parallel loop over tiles, and the checks and output conversion every entry point
+// does. The vector types and operations are in simd.h.
 #pragma once
 // ATen's own headers, not torch/extension.h: the kernels need tensors and the thread pool, and
 // the full header set took most of the build's time (about a minute per file on 2 cores).
@@ -8,7 +9,6 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,32 +16,34 @@
 #include <type_traits>
 #include <vector>
 
+#include "simd.h"
+
 namespace mskernels {
-
-using I16 = __m512i;  // 32 x int16
-using I32 = __m512i;  // 16 x int32
-using F32 = __m512;   // 16 x float
-
-// 16 consecutive float32 or bfloat16 values as float32 (a bf16 is the top half of a float).
-inline F32 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline F32 load16(const at::BFloat16* p) {
-  const __m256i h = _mm256_loadu_si256((const __m256i*)p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
 
 // Rows of W are split among threads in chunks of ROWS; each chunk's weights (at most 8 rows x K)
 // stay in L2 while every tile of activation rows passes over them, so W is read from memory once.
 constexpr int64_t ROWS = 8;
 
-template <typename Tile1, typename Tile2, typename Tile4>
-inline void for_tiles(int64_t M, int64_t N, Tile1 one_row, Tile2 two_rows, Tile4 four_rows) {
+// Runs tile.template operator()<NT, MT>(n, m) over the (N, M) output: tiles of MT = 4, 2 or 1
+// activation rows against NT = NT4, NT2 or NT1 weight rows, and single weight rows for the rest
+// of a chunk. A tile computes each of its outputs in the same order whatever its shape, so a
+// row's result never depends on the rows beside it.
+template <int NT1, int NT2, int NT4, typename Tile>
+inline void for_tiles(int64_t M, int64_t N, const Tile& tile) {
+  auto row_of_tiles = [&](auto nt, auto mt, int64_t n0, int64_t n1, int64_t m) {
+    constexpr int NT = decltype(nt)::value, MT = decltype(mt)::value;
+    int64_t n = n0;
+    for (; n + NT <= n1; n += NT) tile.template operator()<NT, MT>(n, m);
+    for (; n < n1; ++n) tile.template operator()<1, MT>(n, m);
+  };
+  using std::integral_constant;
   at::parallel_for(0, (N + ROWS - 1) / ROWS, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t n0 = c * ROWS, n1 = std::min(N, n0 + ROWS);
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) four_rows(n0, n1, m);
-      for (; m + 2 <= M; m += 2) two_rows(n0, n1, m);
-      if (m < M) one_row(n0, n1, m);
+      for (; m + 4 <= M; m += 4) row_of_tiles(integral_constant<int, NT4>{}, integral_constant<int, 4>{}, n0, n1, m);
+      for (; m + 2 <= M; m += 2) row_of_tiles(integral_constant<int, NT2>{}, integral_constant<int, 2>{}, n0, n1, m);
+      if (m < M) row_of_tiles(integral_constant<int, NT1>{}, integral_constant<int, 1>{}, n0, n1, m);
     }
   });
 }

@@ -14,19 +14,18 @@ namespace mskernels {
 namespace {
 
 // float32 -> bf16 bits in the low half of each int32 lane: round to nearest even, NaN kept NaN.
-inline __m512i bf16_bits(F32 v) {
-  const __m512i b = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+inline I32 bf16_bits(F32 v) {
+  const I32 b = as_int(v);
+  const I32 lsb = and_(shr32<16>(b), iset32(1));
+  return where_nan(v, shr32<16>(add32(b, add32(lsb, iset32(0x7FFF)))), iset32(0x7FC0));
 }
 
-inline void store16(float* p, F32 v) { _mm512_storeu_ps(p, v); }
-inline void store16(at::BFloat16* p, F32 v) { _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(bf16_bits(v))); }
+inline void store(float* p, F32 v) { fstore(p, v); }
+inline void store(at::BFloat16* p, F32 v) { store_u16(p, bf16_bits(v)); }
 
 // v rounded to T, as a PyTorch op whose result is a T tensor rounds it.
 inline F32 round_to(F32 v, const float*) { return v; }
-inline F32 round_to(F32 v, const at::BFloat16*) { return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(v), 16)); }
+inline F32 round_to(F32 v, const at::BFloat16*) { return as_float(shl32<16>(bf16_bits(v))); }
 
 template <typename T>
 void rms_norm_rows(const T* x, const T* w, T* y, int64_t N, int64_t D, float eps) {
@@ -34,16 +33,16 @@ void rms_norm_rows(const T* x, const T* w, T* y, int64_t N, int64_t D, float eps
     for (int64_t n = begin; n < end; ++n) {
       const T* xr = x + n * D;
       T* yr = y + n * D;
-      F32 ss = _mm512_setzero_ps();
-      for (int64_t k = 0; k < D; k += 16) {
-        const F32 v = load16(xr + k);
-        ss = _mm512_fmadd_ps(v, v, ss);
+      F32 ss = fzero();
+      for (int64_t k = 0; k < D; k += L) {
+        const F32 v = load(xr + k);
+        ss = fmadd(v, v, ss);
       }
       // x * rsqrt(mean(x^2) + eps) in float32, rounded to T, times the weight (rounded again).
-      const F32 r = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(ss) / (float)D + eps));
-      for (int64_t k = 0; k < D; k += 16) {
-        const F32 v = round_to(_mm512_mul_ps(load16(xr + k), r), xr);
-        store16(yr + k, _mm512_mul_ps(load16(w + k), v));
+      const F32 r = fset(1.f / std::sqrt(fsum(ss) / (float)D + eps));
+      for (int64_t k = 0; k < D; k += L) {
+        const F32 v = round_to(fmul(load(xr + k), r), xr);
+        store(yr + k, fmul(load(w + k), v));
       }
     }
   });
@@ -60,13 +59,13 @@ void rotary_rows(T* x, int64_t N, int64_t H, int64_t Dh, int64_t stride_n, int64
       const int64_t n = i / H, h = i % H;
       T* p = x + n * stride_n + h * stride_h;
       const T *c = cos + n * Dh, *s = sin + n * Dh;
-      for (int64_t j = 0; j < half; j += 16) {
-        const F32 x1 = load16(p + j), x2 = load16(p + half + j);
-        const F32 a1 = round_to(_mm512_mul_ps(x1, load16(c + j)), p), b1 = round_to(_mm512_mul_ps(x2, load16(s + j)), p);
-        const F32 a2 = round_to(_mm512_mul_ps(x2, load16(c + half + j)), p);
-        const F32 b2 = round_to(_mm512_mul_ps(x1, load16(s + half + j)), p);
-        store16(p + j, _mm512_sub_ps(a1, b1));
-        store16(p + half + j, _mm512_add_ps(a2, b2));
+      for (int64_t j = 0; j < half; j += L) {
+        const F32 x1 = load(p + j), x2 = load(p + half + j);
+        const F32 a1 = round_to(fmul(x1, load(c + j)), p), b1 = round_to(fmul(x2, load(s + j)), p);
+        const F32 a2 = round_to(fmul(x2, load(c + half + j)), p);
+        const F32 b2 = round_to(fmul(x1, load(s + half + j)), p);
+        store(p + j, fsub(a1, b1));
+        store(p + half + j, fadd(a2, b2));
       }
     }
   });

@@ -1,0 +1,188 @@
+// The vector width every kernel is written against, chosen by the flags this build is compiled
+// with: 512 bits where the compiler may use AVX-512 (F, BW, VL), else 256 bits (AVX2, FMA, F16C).
+// kernels/__init__.py compiles the same sources once per width; nothing else in the kernels names
+// an instruction set, except where an instruction has no counterpart (AVX512-BF16's vdpbf16ps).
+//
+// L is the number of float32 (or int32) lanes in a vector, 16 or 8; a vector is 4 * L bytes.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <immintrin.h>
+
+#include <cstdint>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define MSK_WIDE 1
+#elif !(defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+#error "our CPU kernels need AVX-512 (F, BW, VL) or AVX2 with FMA and F16C"
+#endif
+
+// int8 dot products in one instruction (vpdpwssd, vpdpbusd): AVX512-VNNI on the wide build;
+// AVX-VNNI on the narrow one, or the EVEX form of the same instructions where the CPU has
+// AVX512-VNNI and AVX512VL (how tests reach this path on a CPU without AVX-VNNI).
+#if defined(MSK_WIDE) ? defined(__AVX512VNNI__) : (defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__)))
+#define MSK_VNNI 1
+#endif
+
+namespace mskernels {
+
+#ifdef MSK_WIDE
+constexpr int L = 16;
+using F32 = __m512;
+using I32 = __m512i;  // also 2L x int16 and 4L x int8, as the operation says
+constexpr const char* ISA = "AVX-512";
+#else
+constexpr int L = 8;
+using F32 = __m256;
+using I32 = __m256i;
+constexpr const char* ISA = "AVX2";
+#endif
+constexpr bool WIDE = L == 16;
+constexpr int VBYTES = 4 * L;
+
+#ifdef MSK_WIDE
+inline F32 fzero() { return _mm512_setzero_ps(); }
+inline F32 fset(float v) { return _mm512_set1_ps(v); }
+inline F32 fload(const float* p) { return _mm512_loadu_ps(p); }
+inline void fstore(float* p, F32 v) { _mm512_storeu_ps(p, v); }
+inline F32 fadd(F32 a, F32 b) { return _mm512_add_ps(a, b); }
+inline F32 fsub(F32 a, F32 b) { return _mm512_sub_ps(a, b); }
+inline F32 fmul(F32 a, F32 b) { return _mm512_mul_ps(a, b); }
+inline F32 fmadd(F32 a, F32 b, F32 c) { return _mm512_fmadd_ps(a, b, c); }
+inline F32 vmax(F32 a, F32 b) { return _mm512_max_ps(a, b); }
+inline F32 vabs(F32 a) { return _mm512_abs_ps(a); }
+inline float fsum(F32 a) { return _mm512_reduce_add_ps(a); }
+inline float fmaxof(F32 a) { return _mm512_reduce_max_ps(a); }
+inline F32 to_float(I32 a) { return _mm512_cvtepi32_ps(a); }
+inline I32 to_int(F32 a) { return _mm512_cvtps_epi32(a); }  // rounds to nearest even
+inline F32 fpermute(F32 a, I32 idx) { return _mm512_permutexvar_ps(idx, a); }
+inline I32 as_int(F32 a) { return _mm512_castps_si512(a); }  // the same bits
+inline F32 as_float(I32 a) { return _mm512_castsi512_ps(a); }
+// L fp16 -> float32; L bf16 (the top halves of float32s) -> float32.
+inline F32 load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+inline F32 load_bf16(const void* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+// NaN lanes of v replaced by `nan`'s lanes.
+inline I32 where_nan(F32 v, I32 bits, I32 nan) { return _mm512_mask_mov_epi32(bits, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), nan); }
+
+inline I32 izero() { return _mm512_setzero_si512(); }
+inline I32 iload(const void* p) { return _mm512_loadu_si512(p); }
+inline I32 iset8(char v) { return _mm512_set1_epi8(v); }
+inline I32 iset16(short v) { return _mm512_set1_epi16(v); }
+inline I32 iset32(int v) { return _mm512_set1_epi32(v); }
+inline I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
+inline I32 add16(I32 a, I32 b) { return _mm512_add_epi16(a, b); }
+inline I32 and_(I32 a, I32 b) { return _mm512_and_si512(a, b); }
+inline I32 unpacklo16(I32 a, I32 b) { return _mm512_unpacklo_epi16(a, b); }  // within 128-bit lanes
+inline I32 unpackhi16(I32 a, I32 b) { return _mm512_unpackhi_epi16(a, b); }
+template <int S> inline I32 shl16(I32 a) { return _mm512_slli_epi16(a, S); }
+template <int S> inline I32 shr16(I32 a) { return _mm512_srli_epi16(a, S); }
+template <int S> inline I32 sar16(I32 a) { return _mm512_srai_epi16(a, S); }
+template <int S> inline I32 shl32(I32 a) { return _mm512_slli_epi32(a, S); }
+template <int S> inline I32 shr32(I32 a) { return _mm512_srli_epi32(a, S); }
+inline I32 madd16(I32 a, I32 b) { return _mm512_madd_epi16(a, b); }       // int16 pairs -> int32
+inline I32 maddubs(I32 u, I32 s) { return _mm512_maddubs_epi16(u, s); }  // u8 x s8 pairs -> int16
+inline int isum(I32 a) { return _mm512_reduce_add_epi32(a); }
+inline I32 iload_lanes(const int32_t* p) { return _mm512_loadu_si512(p); }
+// L int32 -> L int16 or int8, saturating, stored at p.
+inline void store_i16(int16_t* p, I32 a) { _mm256_storeu_si256((__m256i*)p, _mm512_cvtsepi32_epi16(a)); }
+inline void store_i8(int8_t* p, I32 a) { _mm_storeu_si128((__m128i*)p, _mm512_cvtsepi32_epi8(a)); }
+// The low 16 bits of each int32 lane (all of them < 65536), stored at p.
+inline void store_u16(void* p, I32 a) { _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(a)); }
+#ifdef MSK_VNNI
+inline I32 dpwssd(I32 acc, I32 a, I32 b) { return _mm512_dpwssd_epi32(acc, a, b); }
+inline I32 dpbusd(I32 acc, I32 u, I32 s) { return _mm512_dpbusd_epi32(acc, u, s); }
+#endif
+
+#else  // 256 bits
+
+inline F32 fzero() { return _mm256_setzero_ps(); }
+inline F32 fset(float v) { return _mm256_set1_ps(v); }
+inline F32 fload(const float* p) { return _mm256_loadu_ps(p); }
+inline void fstore(float* p, F32 v) { _mm256_storeu_ps(p, v); }
+inline F32 fadd(F32 a, F32 b) { return _mm256_add_ps(a, b); }
+inline F32 fsub(F32 a, F32 b) { return _mm256_sub_ps(a, b); }
+inline F32 fmul(F32 a, F32 b) { return _mm256_mul_ps(a, b); }
+inline F32 fmadd(F32 a, F32 b, F32 c) { return _mm256_fmadd_ps(a, b, c); }
+inline F32 vmax(F32 a, F32 b) { return _mm256_max_ps(a, b); }
+inline F32 vabs(F32 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }
+// Horizontal sums in a fixed order (halves, then pairs): the same in every call.
+inline float fsum(F32 a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+inline float fmaxof(F32 a) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+inline F32 to_float(I32 a) { return _mm256_cvtepi32_ps(a); }
+inline I32 to_int(F32 a) { return _mm256_cvtps_epi32(a); }  // rounds to nearest even
+inline F32 fpermute(F32 a, I32 idx) { return _mm256_permutevar8x32_ps(a, idx); }
+inline I32 as_int(F32 a) { return _mm256_castps_si256(a); }
+inline F32 as_float(I32 a) { return _mm256_castsi256_ps(a); }
+inline F32 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+inline F32 load_bf16(const void* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+inline I32 where_nan(F32 v, I32 bits, I32 nan) {
+  return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(bits), _mm256_castsi256_ps(nan),
+                                              _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+}
+
+inline I32 izero() { return _mm256_setzero_si256(); }
+inline I32 iload(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+inline I32 iset8(char v) { return _mm256_set1_epi8(v); }
+inline I32 iset16(short v) { return _mm256_set1_epi16(v); }
+inline I32 iset32(int v) { return _mm256_set1_epi32(v); }
+inline I32 add32(I32 a, I32 b) { return _mm256_add_epi32(a, b); }
+inline I32 add16(I32 a, I32 b) { return _mm256_add_epi16(a, b); }
+inline I32 and_(I32 a, I32 b) { return _mm256_and_si256(a, b); }
+inline I32 unpacklo16(I32 a, I32 b) { return _mm256_unpacklo_epi16(a, b); }
+inline I32 unpackhi16(I32 a, I32 b) { return _mm256_unpackhi_epi16(a, b); }
+template <int S> inline I32 shl16(I32 a) { return _mm256_slli_epi16(a, S); }
+template <int S> inline I32 shr16(I32 a) { return _mm256_srli_epi16(a, S); }
+template <int S> inline I32 sar16(I32 a) { return _mm256_srai_epi16(a, S); }
+template <int S> inline I32 shl32(I32 a) { return _mm256_slli_epi32(a, S); }
+template <int S> inline I32 shr32(I32 a) { return _mm256_srli_epi32(a, S); }
+inline I32 madd16(I32 a, I32 b) { return _mm256_madd_epi16(a, b); }
+inline I32 maddubs(I32 u, I32 s) { return _mm256_maddubs_epi16(u, s); }
+inline int isum(I32 a) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)));
+}
+inline I32 iload_lanes(const int32_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+inline __m128i lo128(I32 a) { return _mm256_castsi256_si128(a); }
+inline __m128i hi128(I32 a) { return _mm256_extracti128_si256(a, 1); }
+inline void store_i16(int16_t* p, I32 a) { _mm_storeu_si128((__m128i*)p, _mm_packs_epi32(lo128(a), hi128(a))); }
+inline void store_i8(int8_t* p, I32 a) {
+  const __m128i w = _mm_packs_epi32(lo128(a), hi128(a));
+  _mm_storel_epi64((__m128i*)p, _mm_packs_epi16(w, w));
+}
+inline void store_u16(void* p, I32 a) { _mm_storeu_si128((__m128i*)p, _mm_packus_epi32(lo128(a), hi128(a))); }
+#if defined(__AVXVNNI__)
+inline I32 dpwssd(I32 acc, I32 a, I32 b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
+inline I32 dpbusd(I32 acc, I32 u, I32 s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+#elif defined(MSK_VNNI)
+inline I32 dpwssd(I32 acc, I32 a, I32 b) { return _mm256_dpwssd_epi32(acc, a, b); }
+inline I32 dpbusd(I32 acc, I32 u, I32 s) { return _mm256_dpbusd_epi32(acc, u, s); }
+#endif
+
+#endif
+
+// L consecutive float32 or bfloat16 values as float32.
+inline F32 load(const float* p) { return fload(p); }
+inline F32 load(const at::BFloat16* p) { return load_bf16(p); }
+
+// acc + the int16 pair products a[2i] b[2i] + a[2i+1] b[2i+1] in each int32 lane.
+inline I32 dot_i16(I32 acc, I32 a, I32 b) {
+#ifdef MSK_VNNI
+  return dpwssd(acc, a, b);
+#else
+  return add32(acc, madd16(a, b));
+#endif
+}
+
+}  // namespace mskernels
