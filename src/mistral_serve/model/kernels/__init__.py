@@ -18,6 +18,8 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -117,8 +119,55 @@ def _build(variant: Variant, extra_cflags: tuple[str, ...] = ()) -> ModuleType:
     flags = cpu_flags()
     cflags = ["-O3", *variant.cflags(flags), *extra_cflags, "-fopenmp", "-ffp-contract=off", "-fvisibility=hidden"]
     code = b"".join(path.read_bytes() for path in SOURCES + HEADERS)
-    digest = hashlib.sha256(code + " ".join(cflags + sorted(flags)).encode()).hexdigest()[:12]
+    # The torch and Python versions too: the build links against their ABIs, and the build folder
+    # (torch's default root, without its per-Python subfolder) is shared by every environment.
+    abi = f"{torch_version()} {sys.version_info[:2]}"
+    digest = hashlib.sha256(code + " ".join(cflags + sorted(flags) + [abi]).encode()).hexdigest()[:12]
     name = f"mistral_serve_cpu_kernels_{variant.name}_{digest}"
+    folder = Path(cpp_extension.get_default_build_root()) / name
+    sources = build_sources(folder)
+    clear_stale_lock(folder)
     log.info("compiling our CPU kernels for %s (once per machine, a minute or two)", variant.name)
-    return cpp_extension.load(name, [str(path) for path in SOURCES], extra_cflags=cflags,
-                              extra_ldflags=["-fopenmp"], verbose=False)
+    return cpp_extension.load(name, sources, extra_cflags=cflags, extra_ldflags=["-fopenmp"],
+                              build_directory=str(folder), verbose=False)
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+# A build takes a few minutes at most; a lock older than this was left by a build that was killed.
+STALE_LOCK_S = 15 * 60
+
+
+def build_sources(folder: Path) -> list[str]:
+    """The sources, copied into the build folder, and their paths there. torch rebuilds an
+    extension whenever the paths in its build file change, so two checkouts of the same code (a
+    second clone, a worktree, a site-packages copy) would otherwise rebuild each other's build
+    of one name, each waiting on the other's lock; the copies make the paths follow the content."""
+    target = folder / "src"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in SOURCES + HEADERS:
+        copy, code = target / path.name, path.read_bytes()
+        if not copy.is_file() or copy.read_bytes() != code:
+            partial = copy.with_suffix(copy.suffix + f".{os.getpid()}")
+            partial.write_bytes(code)
+            partial.replace(copy)  # atomic: a concurrent build reads the old file or the new one
+    return [str(target / path.name) for path in SOURCES]
+
+
+def clear_stale_lock(folder: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove the lock file a killed build left (torch's build waits on it forever, so the server
+    would never finish loading); a lock younger than `max_age_s` may be a build in progress."""
+    lock = folder / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < max_age_s:
+        return False
+    log.warning("removing %s, left %.0f minutes ago by a kernel build that did not finish", lock, age / 60)
+    lock.unlink(missing_ok=True)
+    return True
