@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ class EngineConfig:
         "memory, or min(4 GiB, half the free RAM) on CPU")
     max_num_seqs: int = option(64, "sequences decoded together in one step")
     max_num_batched_tokens: int = option(512, "tokens computed per engine step, prefill chunks included")
+    target_step_ms: float = option(
+        100.0, "while streams decode, prefill chunks are cut so that a step is predicted to take at most this "
+        "many milliseconds, or twice the decodes alone where that is more (the prediction is learned from the "
+        "steps run); 0 = off: chunks are bounded by --max-num-batched-tokens only")
     enable_prefix_caching: bool = option(True, "turn prefix caching off", flag="--no-prefix-caching")
     max_model_len: int | None = option(None, "context length cap (default: the model's)")
 
@@ -97,6 +102,9 @@ class EngineConfig:
             raise ValueError(f"block_size must be between 1 and 1024, got {self.block_size}")
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be positive")
+        if not math.isfinite(self.target_step_ms) or self.target_step_ms < 0:
+            raise ValueError(f"target_step_ms must be a number of milliseconds, 0 or more (0 turns the step-time "
+                             f"target off), got {self.target_step_ms}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be at least 2, got {self.max_model_len}")
         if self.kv_cache_memory is not None:
@@ -170,8 +178,6 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if any(m < 1 for m in self.roof_prompt_lens):
             raise ValueError(f"--roof-prompt-lens must be positive token counts, got {self.roof_prompt_lens}")
-
-
 
 
 @dataclass(frozen=True, slots=True)

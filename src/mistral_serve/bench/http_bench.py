@@ -19,6 +19,9 @@ import httpx
 
 @dataclass(frozen=True, slots=True)
 class HttpResult:
+    """One run of `clients` concurrent streams. Seconds; TTFT over the requests, inter-token
+    latency (ITL) over every gap between two content chunks of any stream."""
+
     clients: int
     tokens_per_s: float
     ttft_p50: float
@@ -26,6 +29,13 @@ class HttpResult:
     itl_p50: float
     itl_p99: float
     errors: int
+
+    @property
+    def itl_spread(self) -> float:
+        """ITL p99 / p50: how much longer the worst gaps are than a usual one (a prompt chunk
+        read next to the decodes stretches every stream's gap; the engine's step-time target,
+        --target-step-ms, bounds it)."""
+        return self.itl_p99 / self.itl_p50 if self.itl_p50 > 0 else float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -27,6 +27,7 @@ from .prompt_logprobs import PromptScores
 from .runner import ModelRunner, plan_num_blocks
 from .sampling import SampleRow, Sampled, make_generator, sample
 from .scheduler import Scheduler
+from .step_cost import OnlineStepCost, StepCost
 from .sequence import Sequence, TokenLogprob
 from .stop import StopBuffer
 
@@ -78,14 +79,18 @@ class _Request:
 
 
 class LLMEngine:
-    def __init__(self, model: Transformer, tokenizer, config: EngineConfig = EngineConfig()) -> None:
+    def __init__(self, model: Transformer, tokenizer, config: EngineConfig = EngineConfig(),
+                 step_cost: StepCost | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.max_model_len = min(config.max_model_len or model.args.max_seq_len, model.args.max_seq_len)
         num_blocks = plan_num_blocks(config, model, self.max_model_len)
         self.blocks = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
-        self.scheduler = Scheduler(config, self.blocks, model.args.sliding_window)
+        # What a step costs on this device, learned from the steps timed in `step` (the scheduler
+        # cuts prefill chunks by it while streams decode: config.target_step_ms).
+        self.step_cost = step_cost if step_cost is not None else OnlineStepCost()
+        self.scheduler = Scheduler(config, self.blocks, model.args.sliding_window, self.step_cost)
         self.runner = ModelRunner(model, num_blocks, config.block_size)
         # Tokens one sequence can hold. With a sliding window old blocks are returned as it goes,
         # so only the window plus one step's chunk must fit at once.
@@ -177,6 +182,7 @@ class LLMEngine:
     def step(self) -> list[RequestOutput]:
         """Schedule -> run the model -> sample -> commit; returns the outputs of the requests that
         changed."""
+        started = time.perf_counter()
         batch = self.scheduler.schedule()
         if not batch:
             return []
@@ -189,7 +195,13 @@ class LLMEngine:
             batch.items[i][0].prompt_scores.fill(positions, scored)
         self.scheduler.after_step(batch)
         sampled = self._sample(logits, seqs, masks) if seqs else []
-        return self._commit(seqs, sampled, prompt_only)
+        outputs = self._commit(seqs, sampled, prompt_only)
+        # The whole step is what a decoding stream waits for its token. Only a step that sampled
+        # is timed: sampling reads the logits, so it has waited for the device, while a step that
+        # only read a prompt chunk may return before a GPU has run it.
+        if seqs:
+            self.step_cost.observe(batch.shape, time.perf_counter() - started)
+        return outputs
 
     def _sample(self, logits, seqs: list[Sequence], masks: Future[Masks] | None) -> list[Sampled | Exception]:
         """All rows at once; if that fails, row by row, so that one request's bad row (its

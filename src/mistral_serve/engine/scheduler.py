@@ -11,6 +11,21 @@ so far is kept, so the final result is unchanged).
 
 The block manager owns every block table; the scheduler asks it for room by sequence id and
 hands the runner each scheduled sequence's table in the batch.
+
+Step time (`target_step_ms`, with a cost model from engine/step_cost.py). A decoding stream waits
+one whole step per token, so while any stream decodes, prefill chunks are also cut so that the
+step's predicted time stays within the limit
+
+    limit = max(target_step_ms, PREFILL_STRETCH * the predicted time of the decodes alone)
+
+The second term is for machines where decoding alone already takes about the target or more
+(a CPU with 32 streams): there a prefill may at most double the step, so the gap between tokens
+stays within about twice its usual value while prompts still get half of the machine. With no
+stream decoding, prefill takes the whole token budget (time to first token, throughput). The
+oldest prompt always reads at least MIN_PREFILL_TOKENS per step, so no prompt starves, and a chunk
+cut by time ends on a block boundary. Until the cost model has timed a step it predicts nothing
+and the token budget alone applies. Outputs do not depend on the chunking (tested), only
+latencies do.
 """
 
 from __future__ import annotations
@@ -21,6 +36,12 @@ from dataclasses import dataclass, field
 from ..config import EngineConfig
 from .blocks import BlockManager, NoFreeBlocks
 from .sequence import Sequence, Status, TokenLogprob
+from .step_cost import StepCost, StepShape, largest_chunk
+
+# A step with prefill may take this many times the decodes' own time (see the module docstring).
+PREFILL_STRETCH = 2.0
+# Prompt positions read per step at least, whatever the time target (one default block).
+MIN_PREFILL_TOKENS = 16
 
 
 @dataclass(slots=True)
@@ -33,6 +54,7 @@ class Batch:
     # the positions scored in this step and their logprobs.
     scoring: list[int] = field(default_factory=list)
     prompt_logprobs: dict[int, tuple[range, list[TokenLogprob]]] = field(default_factory=dict)
+    shape: StepShape = StepShape()  # what the step computes, for the cost model (step_cost.py)
 
     @property
     def num_tokens(self) -> int:
@@ -55,11 +77,23 @@ class Batch:
         return bool(self.items)
 
 
+@dataclass(slots=True)
+class _Plan:
+    """What is left of the step being scheduled."""
+
+    tokens: int  # of the token budget
+    limit: float | None  # seconds the step may take; None: no time limit (no stream decodes)
+    shape: StepShape  # the decodes (counted up front) and the other items given so far
+    prefilled: int = 0  # prompt positions given so far
+
+
 class Scheduler:
-    def __init__(self, config: EngineConfig, blocks: BlockManager, sliding_window: int | None = None) -> None:
+    def __init__(self, config: EngineConfig, blocks: BlockManager, sliding_window: int | None = None,
+                 cost: StepCost | None = None) -> None:
         self.config = config
         self.blocks = blocks
         self.sliding_window = sliding_window
+        self.cost = cost  # None: prefill is bounded by the token budget alone
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -73,32 +107,79 @@ class Scheduler:
 
     def schedule(self) -> Batch:
         batch = Batch()
-        budget = self._continue_running(batch, self.config.max_num_batched_tokens)
+        plan = self._plan()
+        self._continue_running(batch, plan)
         if not batch.preempted:  # memory is short: admit nobody new this step
-            self._admit_waiting(batch, budget)
+            self._admit_waiting(batch, plan)
         batch.tables = [self.blocks.table(seq.seq_id) for seq, _ in batch.items]
         batch.scoring = [i for i, (seq, _) in enumerate(batch.items) if seq.scoring_prompt]
+        batch.shape = StepShape.of(((seq.num_computed, n) for seq, n in batch.items), self.sliding_window)
         return batch
 
-    def _continue_running(self, batch: Batch, budget: int) -> int:
-        """Schedule the running sequences, oldest first; returns the budget left."""
+    @staticmethod
+    def _decoding(seq: Sequence) -> bool:
+        """A stream waiting for its next token (not a prompt being read, nor one being recomputed)."""
+        return bool(seq.output_ids) and seq.num_tokens - seq.num_computed == 1
+
+    def _plan(self) -> _Plan:
+        """The step's token budget and, while streams decode and a target is set, its time limit."""
+        decodes = StepShape.of(((s.num_computed, 1) for s in self.running if self._decoding(s)),
+                               self.sliding_window)
+        budget = self.config.max_num_batched_tokens
+        target = self.config.target_step_ms / 1000
+        if self.cost is None or target <= 0 or not decodes.tokens:
+            return _Plan(budget, None, decodes)
+        alone = self.cost.predict(decodes)
+        limit = None if alone is None else max(target, PREFILL_STRETCH * alone)
+        return _Plan(budget, limit, decodes)
+
+    def _chunk(self, plan: _Plan, seq: Sequence, start: int) -> int:
+        """How many of seq's tokens from `start` to compute in this step (0: none fit)."""
+        left = seq.num_tokens - start
+        n = min(left, plan.tokens)
+        if plan.limit is None or self._decoding(seq) or n <= 0:
+            return n
+        least = min(n, max(0, MIN_PREFILL_TOKENS - plan.prefilled))
+        m = max(least, largest_chunk(self.cost, plan.shape, start, n, plan.limit, self.sliding_window))
+        if m < n:  # cut by time: end on a block boundary if that still makes the progress due
+            bs = self.blocks.block_size
+            aligned = (start + m) // bs * bs - start
+            if aligned >= max(least, 1):
+                m = aligned
+        return m
+
+    def _take(self, plan: _Plan, batch: Batch, seq: Sequence, start: int, n: int) -> None:
+        batch.items.append((seq, n))
+        plan.tokens -= n
+        if not self._decoding(seq):  # the decodes are in plan.shape from the start
+            plan.shape = plan.shape.plus(start, n, self.sliding_window)
+            plan.prefilled += n
+
+    def _continue_running(self, batch: Batch, plan: _Plan) -> None:
+        """Schedule the running sequences, oldest first."""
         i = 0
-        while i < len(self.running) and budget > 0:
+        while i < len(self.running) and plan.tokens > 0:
             seq = self.running[i]
-            n = min(seq.num_tokens - seq.num_computed, budget)
+            n = self._chunk(plan, seq, seq.num_computed)
+            if n == 0:  # a prompt whose chunk does not fit the time left; later decodes still do
+                i += 1
+                continue
             if not self._reserve(seq, n, batch):
                 break  # seq itself was preempted: it was the newest
-            batch.items.append((seq, n))
-            budget -= n
+            self._take(plan, batch, seq, seq.num_computed, n)
             i += 1
-        return budget
 
-    def _admit_waiting(self, batch: Batch, budget: int) -> None:
-        """Admit waiting sequences in order while budget, seats and blocks allow."""
-        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+    def _admit_waiting(self, batch: Batch, plan: _Plan) -> None:
+        """Admit waiting sequences in order while budget, time, seats and blocks allow."""
+        while self.waiting and plan.tokens > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
+            if self._chunk(plan, seq, 0) == 0:  # not even a chunk from the start fits
+                break
             try:
-                cached = self.blocks.allocate(seq.seq_id, seq.tokens, budget, use_cache=not seq.scoring_prompt)
+                # Blocks for as much of the prompt as the token budget allows, as without a time
+                # limit: the chunks after this one fill them.
+                cached = self.blocks.allocate(seq.seq_id, seq.tokens, plan.tokens,
+                                              use_cache=not seq.scoring_prompt)
             except NoFreeBlocks:
                 break
             self.waiting.popleft()
@@ -107,9 +188,10 @@ class Scheduler:
                 seq.num_cached = min(cached, len(seq.prompt_ids))
             seq.status = Status.RUNNING
             self.running.append(seq)
-            n = min(seq.num_tokens - cached, budget)
-            batch.items.append((seq, n))
-            budget -= n
+            n = self._chunk(plan, seq, cached)
+            if n == 0:  # its cached prefix makes even the first chunk too long: next step
+                break
+            self._take(plan, batch, seq, cached, n)
 
     def _reserve(self, seq: Sequence, n: int, batch: Batch) -> bool:
         """Blocks for seq's next n tokens, preempting newer sequences if needed."""
