@@ -51,13 +51,18 @@ def make(cost, target_ms: float = 20.0, budget: int = 64, block_size: int = 4, b
 def step(sch: Scheduler):
     """schedule -> (pretend to run) -> after_step -> each caught-up sequence gets a token."""
     batch = sch.schedule()
+    finish_step(sch, batch)
+    return batch
+
+
+def finish_step(sch: Scheduler, batch) -> None:
+    """after_step, then each caught-up sequence gets a token (and ends at its length)."""
     sch.after_step(batch)
     for s, _ in batch.items:
         if s.num_computed == s.num_tokens:
             s.output_ids.append(7)
             if s.num_tokens >= s.max_len:
                 sch.finish(s)
-    return batch
 
 
 def decoding(sch: Scheduler, count: int, prompt_len: int = 8) -> list[Sequence]:
@@ -164,12 +169,7 @@ def test_every_prompt_is_read_exactly_once_under_a_time_limit():
         for s, n in batch.items:
             assert n >= 1 and s.num_computed + n <= s.num_tokens
             computed[s.seq_id] += n
-        sch.after_step(batch)
-        for s, _ in batch.items:
-            if s.num_computed == s.num_tokens:
-                s.output_ids.append(7)
-                if s.num_tokens >= s.max_len:
-                    sch.finish(s)
+        finish_step(sch, batch)
     assert not sch.has_work()
     assert all(computed[s.seq_id] == s.num_tokens - 1 for s in seqs)
 
