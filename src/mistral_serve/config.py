@@ -44,7 +44,8 @@ class ModelConfig:
     cpu_kernels: str = option(
         "auto", "our compiled CPU code (quantized and bf16 matmuls, and the fused RMSNorm and rotary): auto = "
         "our AVX-512 or AVX2 kernels, as the CPU has them (compiled on first use), else PyTorch's; stock = "
-        "PyTorch's only, nothing of ours is built or loaded", choices=("auto", "stock"))
+        "PyTorch's only, nothing of ours is built or loaded; avx512 or avx2 = that build of ours (avx2 runs on any "
+        "AVX2 CPU: how an AVX-512 machine measures what AVX2 machines get)", choices=("auto", "stock", "avx512", "avx2"))
     chat_template: str = option(
         "auto", "auto: mistral-common for Mistral's own checkpoints, else the checkpoint's own Jinja template; "
         "mistral; checkpoint; or a file holding a Jinja template", metavar="auto|mistral|checkpoint|PATH")
@@ -171,13 +172,24 @@ class BenchConfig:
     max_num_batched_tokens: int = EngineConfig().max_num_batched_tokens
     http_clients: tuple[int, ...] = (1, 8, 32)
     peer_batches: tuple[int, ...] = (1, 8, 32)
+    # "avx2" (our AVX2 build, PyTorch's stock kernels and llama.cpp held to AVX2, single stream) is
+    # left out by default: two more loads of every model, and a llama.cpp venv of its own.
     suites: tuple[str, ...] = ("kernels", "engine", "grammar", "http", "peers")
     # M of the engine suite's prefill-against-library-GEMM measurement (bench/roof.py); (): skip it.
     roof_prompt_lens: tuple[int, ...] = (512,)
+    # The engine's step-time target (EngineConfig.target_step_ms) for the server of the HTTP suite
+    # and the engines of the in-process suites.
+    target_step_ms: float = EngineConfig().target_step_ms
+    # The python of the venv holding llama.cpp built without AVX-512 (the avx2 suite); None:
+    # <repository root>/.venv-llamacpp-avx2/bin/python (`make llamacpp-avx2`).
+    llamacpp_avx2_python: str | None = None
 
     def __post_init__(self) -> None:
         if any(m < 1 for m in self.roof_prompt_lens):
             raise ValueError(f"--roof-prompt-lens must be positive token counts, got {self.roof_prompt_lens}")
+        if not math.isfinite(self.target_step_ms) or self.target_step_ms < 0:
+            raise ValueError(f"--target-step-ms must be a number of milliseconds, 0 or more (0: off), "
+                             f"got {self.target_step_ms}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,7 @@ def test_a_cpu_without_avx512_runs_its_layers_on_the_avx2_build(monkeypatch):
     assert cpu_kernels() is avx2
     torch.manual_seed(0)
     w, x = torch.randn(64, 1024) * 0.02, torch.randn(3, 1024, dtype=torch.bfloat16)
-    own, stock = Int4Linear(1024, 64, 32, torch.bfloat16), Int4Linear(1024, 64, 32, torch.bfloat16, own_kernels=False)
+    own, stock = Int4Linear(1024, 64, 32, torch.bfloat16), Int4Linear(1024, 64, 32, torch.bfloat16, kernel_choice="stock")
     own.set_weight(w)
     stock.set_weight(w)
     assert own.kernels is avx2 and matmul_kernels(nn.Sequential(own)) == "quantized: mistral-serve AVX2"
@@ -167,7 +167,7 @@ def test_int4_kernel_pads_k_to_its_block():
     """K = 768 is not a multiple of the 512-column block: the padding must add nothing."""
     torch.manual_seed(0)
     w, x = torch.randn(64, 768) * 0.02, torch.randn(3, 768)
-    own, stock = Int4Linear(768, 64, 32, torch.float32, True), Int4Linear(768, 64, 32, torch.float32, False)
+    own, stock = Int4Linear(768, 64, 32, torch.float32, "auto"), Int4Linear(768, 64, 32, torch.float32, "stock")
     own.set_weight(w)
     stock.set_weight(w)
     assert own.kernels is not None and stock.kernels is None
@@ -220,7 +220,7 @@ def test_bf16_models_on_cpu_get_the_kernel_layer_with_the_same_state_dict():
 
 def test_stock_setting_keeps_pytorchs_kernels():
     assert QuantConfig("int8", kernels="stock") == QuantConfig("int8")  # how it runs, not what it holds
-    layer = Int8Linear(512, 64, torch.bfloat16, own_kernels=False)
+    layer = Int8Linear(512, 64, torch.bfloat16, kernel_choice="stock")
     layer.set_weight(torch.randn(64, 512))
     assert layer.kernels is None
     assert matmul_kernels(nn.Sequential(layer)) == "quantized: PyTorch stock"
@@ -236,3 +236,32 @@ def test_fused_ops_are_skipped_where_autograd_records():
     with torch.no_grad():
         assert ops_for(x, w) is cpu_kernels()
     assert ops_for(x.detach(), w.double()) is None  # mixed dtypes: the PyTorch path
+
+
+@pytest.mark.parametrize("variant, isa", [("avx512", "AVX-512"), ("avx2", "AVX2")])
+def test_a_named_build_runs_every_layer_of_a_loaded_model(tmp_path, variant, isa):
+    # `--cpu-kernels avx2` on an AVX-512 machine: the matmuls, the norms and rotary and the native
+    # blocks all take that build, not the widest one.
+    from mistral_serve.config import ModelConfig
+    from mistral_serve.loading import load
+    from mistral_serve.model.args import preset
+    from mistral_serve.random_checkpoint import write_random_checkpoint
+
+    kernels = built(variant)
+    args = preset("demo").replace(dim=128, n_layers=1, hidden_dim=256, n_heads=4, n_kv_heads=2)
+    folder = write_random_checkpoint(args, tmp_path / "tiny", dtype=torch.float32, seed=1)
+    model = load(ModelConfig(model=str(folder), dtype="bfloat16", quantize="int8", device="cpu",
+                             cpu_kernels=variant)).model
+    assert model.cpu_kernels() is kernels
+    assert matmul_kernels(model) == f"quantized: mistral-serve {isa}"
+    x = torch.zeros(2, args.dim, dtype=torch.bfloat16)
+    cos = sin = torch.zeros(2, args.head_dim, dtype=torch.bfloat16)
+    native, _ = model.layers[0].native(x, cos, sin)
+    assert native is kernels
+
+
+def test_an_unknown_kernel_choice_is_refused():
+    from mistral_serve.model.kernels import kernels_for
+
+    with pytest.raises(ValueError, match="--cpu-kernels must be one of auto, stock, avx512, avx2"):
+        kernels_for("avx10")

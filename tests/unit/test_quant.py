@@ -11,12 +11,12 @@ from mistral_serve.model.quant import (Int4Linear, Int8Linear, QuantConfig, dequ
 from mistral_serve.model.writer import random_parameters, write_checkpoint
 
 
-@pytest.mark.parametrize("own", [True, False], ids=["own-kernels", "stock-kernels"])
+@pytest.mark.parametrize("kernels", ["auto", "stock"], ids=["own-kernels", "stock-kernels"])
 @pytest.mark.parametrize("act", [torch.float32, torch.bfloat16])
-def test_int8_kernel_matches_dequantized_weights(act, own):
+def test_int8_kernel_matches_dequantized_weights(act, kernels):
     torch.manual_seed(0)
     w, x = torch.randn(384, 512) * 0.05, torch.randn(7, 512)
-    layer = Int8Linear(512, 384, act, own)
+    layer = Int8Linear(512, 384, act, kernels)
     layer.set_weight(w)
     q, scale = quantize_int8(w)
     expected = x @ (q.float() * scale[:, None]).T
@@ -26,12 +26,12 @@ def test_int8_kernel_matches_dequantized_weights(act, own):
     assert (q.float() * scale[:, None] - w).abs().max() <= scale.max() / 2 + 1e-7  # rounding error bound
 
 
-@pytest.mark.parametrize("own", [True, False], ids=["own-kernels", "stock-kernels"])
+@pytest.mark.parametrize("kernels", ["auto", "stock"], ids=["own-kernels", "stock-kernels"])
 @pytest.mark.parametrize("group", [32, 128])
-def test_int4_kernel_matches_dequantized_weights(group, own):
+def test_int4_kernel_matches_dequantized_weights(group, kernels):
     torch.manual_seed(1)
     w, x = torch.randn(256, 512) * 0.05, torch.randn(5, 512)
-    layer = Int4Linear(512, 256, group, torch.bfloat16, own)
+    layer = Int4Linear(512, 256, group, torch.bfloat16, kernels)
     layer.set_weight(w)
     q, scale, zero = quantize_int4(w, group)
     assert q.max() <= 15

@@ -30,8 +30,9 @@ def _forbid_compiled_code(monkeypatch) -> None:
         raise AssertionError("our compiled kernels were asked for under --cpu-kernels stock")
 
     for name, module in list(sys.modules.items()):
-        if name.startswith("mistral_serve") and callable(getattr(module, "cpu_kernels", None)):
-            monkeypatch.setattr(module, "cpu_kernels", refuse)
+        for handle in ("cpu_kernels", "kernels_for"):
+            if name.startswith("mistral_serve") and callable(getattr(module, handle, None)):
+                monkeypatch.setattr(module, handle, refuse)
     monkeypatch.setattr("mistral_serve.model.kernels._build", refuse, raising=False)
 
 
@@ -68,7 +69,7 @@ def test_the_loader_hands_the_choice_to_every_norm_and_attention(folder):
                                  cpu_kernels=kernels)).model
         parts = [m for m in model.modules() if isinstance(m, (RMSNorm, Attention))]
         assert len(parts) == 3 * ARGS.n_layers + 1
-        assert model.own_kernels is own and all(m.own_kernels is own for m in parts)
+        assert model.own_kernels is own and all(m.kernel_choice == kernels for m in parts)
 
 
 @pytest.mark.skipif(cpu_kernels() is None, reason=f"our CPU kernels: {unavailable_reason()}")
@@ -79,8 +80,8 @@ def test_auto_does_run_the_fused_norm_and_rotary(folder, monkeypatch):
 
     model = load(ModelConfig(model=str(folder), dtype="float32", quantize="none", device="cpu")).model
     calls = []
-    real = fused.cpu_kernels
-    monkeypatch.setattr(fused, "cpu_kernels", lambda: calls.append(1) or real())
+    real = fused.kernels_for
+    monkeypatch.setattr(fused, "kernels_for", lambda choice: calls.append(1) or real(choice))
     with torch.inference_mode():
         model(TOKENS)
     assert len(calls) == 3 * ARGS.n_layers + 1  # two norms and one rotary a layer, the final norm
@@ -107,3 +108,33 @@ def test_a_gguf_file_loaded_stock_never_asks_for_our_kernels(tmp_path, monkeypat
                 outputs[kernels] = model(TOKENS % 512).float()
     assert model.own_kernels is False
     torch.testing.assert_close(outputs["stock"], outputs["auto"], atol=0.1, rtol=0.1)
+
+
+def _prefill_and_decode(folder, kernels: str):
+    """A 40-token prompt through the engine's paged cache, then 8 decode steps of one token (the
+    rows our paged attention kernel takes under auto): the runner and every step's logits."""
+    from mistral_serve.engine.runner import ModelRunner
+    from mistral_serve.engine.scheduler import Batch
+
+    model = load(ModelConfig(model=str(folder), dtype="float32", quantize="none", device="cpu",
+                             cpu_kernels=kernels)).model
+    runner = ModelRunner(model, num_blocks=8, block_size=16)
+
+    class Seq:  # what the runner reads from a sequence
+        tokens, num_computed = TOKENS.tolist(), 0
+
+    seq, table, logits = Seq(), [5, 2, 7, 0], []
+    for n in (40, *[1] * 8):
+        logits.append(runner.run(Batch([(seq, n)], tables=[table]), [0]))
+        seq.num_computed += n
+    return runner, torch.cat(logits)
+
+
+def test_stock_decodes_through_the_paged_cache_without_our_attention_kernel(folder, monkeypatch):
+    auto_runner, auto = _prefill_and_decode(folder, "auto")
+    with monkeypatch.context() as patch:
+        _forbid_compiled_code(patch)
+        stock_runner, stock = _prefill_and_decode(folder, "stock")
+    assert stock_runner.cache.kernels is None
+    assert (auto_runner.cache.kernels is not None) == (cpu_kernels() is not None)
+    torch.testing.assert_close(stock, auto, atol=1e-4, rtol=1e-4)

@@ -48,13 +48,13 @@ def _calls(mode: str, w: torch.Tensor, builds: dict) -> dict:
         q, scale = quantize_int8(w)
         for name, kernels in builds.items():
             calls[name] = lambda x, kernels=kernels: kernels.int8_linear(x, q, scale)
-        stock = Int8Linear(k, n, torch.bfloat16, own_kernels=False)
+        stock = Int8Linear(k, n, torch.bfloat16, kernel_choice="stock")
     elif mode == "int4":
         q, scale, zero = quantize_int4(w, 32)
         for name, kernels in builds.items():
             packed = kernels.pack_int4(q, scale.half(), (zero - 8 * scale).half(), 32)
             calls[name] = lambda x, kernels=kernels, packed=packed: kernels.int4_linear(x, packed, n, k, 32)
-        stock = Int4Linear(k, n, 32, torch.bfloat16, own_kernels=False)
+        stock = Int4Linear(k, n, 32, torch.bfloat16, kernel_choice="stock")
     else:
         wb = w.to(torch.bfloat16)
         for name, kernels in builds.items():

@@ -152,7 +152,9 @@ def int8_roof(shapes: tuple[LinearShape, ...], m: int, device: torch.device, rep
 
 def time_prefill(model: nn.Module, m: int, warmup_tokens: int = 16, seed: int = 0) -> PrefillTimes:
     """One forward over m random tokens (one sequence from position 0), timing each Linear layer
-    of the blocks with forward hooks; after one short untimed forward (lazy set-up)."""
+    of the blocks with forward hooks; after one short untimed forward (lazy set-up). The blocks run
+    through their Python modules (Transformer.python_blocks: the same kernels and numbers), since
+    the native block calls pass no hooks; so `whole` includes the modules' Python time."""
     gen = torch.Generator().manual_seed(seed)
     vocab = model.args.vocab_size
     tokens = torch.randint(min(1000, vocab - 1), vocab, (m,), generator=gen).to(model.device)
@@ -168,7 +170,7 @@ def time_prefill(model: nn.Module, m: int, warmup_tokens: int = 16, seed: int = 
         sync()
         linear[name] = linear.get(name, 0.0) + time.perf_counter() - started.pop(id(module))
 
-    with torch.inference_mode():
+    with torch.inference_mode(), model.python_blocks():
         model(tokens[:min(warmup_tokens, m)])
         handles = []
         for name, module in model.layers.named_modules():

@@ -46,8 +46,11 @@ class ModelRunner:
         a = model.args
         self.model = model
         self.device = model.device
+        # Our paged decode attention on the CPU, of the model's `--cpu-kernels` build; never asked
+        # for under stock.
+        kernels = model.cpu_kernels()
         self.cache = PagedKVCache(a.n_layers, num_blocks, block_size, a.n_kv_heads, a.head_dim,
-                                  a.sliding_window, model.dtype, model.device)
+                                  a.sliding_window, model.dtype, model.device, kernels)
 
     @torch.inference_mode()
     def run(self, batch: Batch, sample_rows: list[int]) -> Tensor:

@@ -13,6 +13,8 @@ i.e. key j is visible to query i when i - w < j <= i. This matches the reference
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Protocol, Sequence
 
 import torch
@@ -95,6 +97,63 @@ class NoCache:
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
+def paged_kernel_fits(dtype: torch.dtype, device: torch.device, head_dim: int) -> bool:
+    """Whether kernels/cpu_attention.cpp's paged decode attention takes a cache of this kind."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and head_dim % 16 == 0
+
+
+@dataclass(slots=True)
+class DecodePlan:
+    """This step's decode rows (one new token each) and what they read.
+
+    For the kernel: tables (B, max_blocks) int32, k_start and seq_len (B,) int64, sequence b
+    attending positions k_start[b] .. seq_len[b] - 1 in place. For the gather path (no kernel,
+    or a shape it does not take): slots (B, L) long, each sequence's slots padded to the longest
+    (padding reads slot 0), and visible (B, L) bool, None when nothing is padded; made on first
+    use from `reads` (table, k_start, end) per sequence.
+    """
+
+    rows: Tensor
+    reads: list[tuple[Sequence[int], int, int]]
+    block_size: int
+    device: torch.device
+    tables: Tensor | None = None
+    k_start: Tensor | None = None
+    seq_len: Tensor | None = None
+    _gather: tuple[Tensor, Tensor | None] | None = None
+
+    def with_kernel_tensors(self) -> "DecodePlan":
+        bs = self.block_size
+        width = max(-(-end // bs) for _, _, end in self.reads)
+        # Blocks up to each sequence's last position (a table may hold blocks allocated ahead),
+        # padded with -1, which the kernel refuses to read: a short table fails, never reads block 0.
+        self.tables = torch.tensor([list(t[:width]) + [-1] * (width - min(len(t), width)) for t, _, _ in self.reads],
+                                   dtype=torch.int32)
+        self.k_start = torch.tensor([k for _, k, _ in self.reads], dtype=torch.long)
+        self.seq_len = torch.tensor([end for _, _, end in self.reads], dtype=torch.long)
+        return self
+
+    def gather_plan(self) -> tuple[Tensor, Tensor | None]:
+        if self._gather is None:
+            reads = [slots_of(t, k, end, self.block_size) for t, k, end in self.reads]
+            longest = max(len(r) for r in reads)
+            slots = torch.zeros(len(reads), longest, dtype=torch.long)  # padding reads slot 0
+            visible = torch.zeros(len(reads), longest, dtype=torch.bool)
+            for i, r in enumerate(reads):
+                slots[i, :len(r)] = r
+                visible[i, :len(r)] = True
+            mask = None if bool(visible.all()) else visible.to(self.device)
+            self._gather = (slots.to(self.device), mask)
+        return self._gather
+
+
+def slots_of(table: Sequence[int], start: int, end: int, block_size: int) -> Tensor:
+    """The slots of positions start .. end - 1: table[p // bs] * bs + p % bs."""
+    pos = torch.arange(start, end)
+    blocks = torch.tensor(table, dtype=torch.long)[pos // block_size]
+    return blocks * block_size + pos % block_size
+
+
 class PagedKVCache:
     """Keys and values in fixed-size blocks: k/v (layers, num_blocks * block_size, KV, D).
 
@@ -102,74 +161,89 @@ class PagedKVCache:
     each forward, `begin_step` gets (block table, first new position, number of new tokens) for
     every sequence of the flat batch. Storage is allocated with torch.empty: a slot is always
     written before any query can see it, and on CPUs untouched pages cost no memory.
+
+    Decode rows (one new token) are attended together: by `kernels.paged_decode_attention`
+    (kernels/cpu_attention.cpp), which reads each sequence's blocks in place, when a compiled
+    module is given and takes the cache (CPU, float32 or bfloat16, head_dim a multiple of 16);
+    else by gathering their keys and values into one padded batch for SDPA. Prompt chunks (several
+    new tokens) always gather, one sequence at a time.
     """
 
     def __init__(self, n_layers: int, num_blocks: int, block_size: int, n_kv_heads: int,
-                 head_dim: int, window: int | None, dtype: torch.dtype, device: torch.device) -> None:
+                 head_dim: int, window: int | None, dtype: torch.dtype, device: torch.device,
+                 kernels: ModuleType | None = None) -> None:
         shape = (n_layers, num_blocks * block_size, n_kv_heads, head_dim)
         self.k = torch.empty(shape, dtype=dtype, device=device)
         self.v = torch.empty(shape, dtype=dtype, device=device)
         self.block_size = block_size
         self.window = window
         self.device = device
+        # None: the gather path for decode rows too (`--cpu-kernels stock`, or a cache it cannot take).
+        self.kernels = kernels if paged_kernel_fits(dtype, device, head_dim) else None
         self._write: Tensor | None = None
-        # Prompt chunks: (row offset, start, n, k_start, read slots); decodes: (rows, (B, L)
-        # slots, (B, L) visible or None).
+        # Prompt chunks: (row offset, start, n, k_start, read slots).
         self._seqs: list[tuple[int, int, int, int, Tensor]] = []
-        self._decode: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self._decode: DecodePlan | None = None
         self._all_decode = False
 
     def _slots(self, table: Sequence[int], start: int, end: int) -> Tensor:
-        pos = torch.arange(start, end)
-        blocks = torch.tensor(table, dtype=torch.long)[pos // self.block_size]
-        return blocks * self.block_size + pos % self.block_size
+        return slots_of(table, start, end, self.block_size)
 
     def begin_step(self, seqs: Sequence[tuple[Sequence[int], int, int]]) -> None:
         """Plan the step: where each new token's k/v goes, and which slots each query reads.
-        Sequences adding one token (decodes) are attended together in one padded batch; the
-        others (prompt chunks) one by one."""
-        writes, self._seqs = [], []
+        Per sequence, never per token: a decode row's write slot is one lookup in its table."""
+        bs = self.block_size
+        writes: list[Tensor] = []
+        pending: list[int] = []  # decode rows' write slots not yet in `writes`
+        self._seqs = []
         decode_rows, decode_reads = [], []
         offset = 0
         for table, start, n in seqs:
             end = start + n
             k_start = 0 if self.window is None else max(0, start - self.window + 1)
-            read = self._slots(table, k_start, end)
-            writes.append(read[start - k_start:])
             if n == 1:
+                pending.append(table[start // bs] * bs + start % bs)
                 decode_rows.append(offset)
-                decode_reads.append(read)
+                decode_reads.append((table, k_start, end))
             else:
+                if pending:
+                    writes.append(torch.tensor(pending, dtype=torch.long))
+                    pending = []
+                read = self._slots(table, k_start, end)
+                writes.append(read[start - k_start:])
                 self._seqs.append((offset, start, n, k_start, read.to(self.device)))
             offset += n
+        if pending:
+            writes.append(torch.tensor(pending, dtype=torch.long))
         self._write = torch.cat(writes).to(self.device)
         self._decode = None
         if decode_rows:
-            longest = max(len(r) for r in decode_reads)
-            slots = torch.zeros(len(decode_reads), longest, dtype=torch.long)  # padding reads slot 0
-            visible = torch.zeros(len(decode_reads), longest, dtype=torch.bool)
-            for i, r in enumerate(decode_reads):
-                slots[i, :len(r)] = r
-                visible[i, :len(r)] = True
-            mask = None if bool(visible.all()) else visible.to(self.device)
-            self._decode = (torch.tensor(decode_rows, device=self.device), slots.to(self.device), mask)
+            plan = DecodePlan(torch.tensor(decode_rows, device=self.device), decode_reads, bs, self.device)
+            self._decode = plan.with_kernel_tensors() if self.kernels is not None else plan
         self._all_decode = len(decode_rows) == offset
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        k_cache, v_cache = self.k[layer], self.v[layer]
+        k_cache, v_cache = self.k[layer], self.v[layer]  # (slots, KV, D)
         k_cache.index_copy_(0, self._write, k)
         v_cache.index_copy_(0, self._write, v)
         if self._all_decode:
-            _, slots, mask = self._decode
-            return decode_attention(q, gather(k_cache, slots), gather(v_cache, slots), mask)
+            return self._attend_decodes(q, k_cache, v_cache)
         out = torch.empty_like(q)
         if self._decode is not None:
-            rows, slots, mask = self._decode
-            out[rows] = decode_attention(q[rows], gather(k_cache, slots), gather(v_cache, slots), mask)
+            out[self._decode.rows] = self._attend_decodes(q[self._decode.rows], k_cache, v_cache)
         for offset, start, n, k_start, read in self._seqs:
             out[offset:offset + n] = sdpa(q[offset:offset + n], gather(k_cache, read), gather(v_cache, read), start,
                                           k_start, self.window)
         return out
+
+    def _attend_decodes(self, q: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        """q (B, H, D), one row per decode -> (B, H, D)."""
+        plan = self._decode
+        if plan.tables is not None and q.dtype == k_cache.dtype:
+            return self.kernels.paged_decode_attention(q, k_cache, v_cache, plan.tables, plan.k_start, plan.seq_len,
+                                                       self.block_size)
+        slots, mask = plan.gather_plan()
+        return decode_attention(q, gather(k_cache, slots), gather(v_cache, slots), mask)
 
 
 def gather(cache: Tensor, slots: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ from .args import ModelArgs
 from .checkpoint import Source, expected_shapes, parameter_sources
 from .errors import CheckpointError
 from .gguf_io import EIGHT_BIT_TYPES, EXACT_INT4, FLOAT_TYPES, FOUR_BIT_TYPES, GGUFFile, file_type_name
-from .kernels import cpu_kernels
+from .kernels import kernels_for
 from .loader import finish_model
 from .quant import Int4Linear, Int8Linear, QuantConfig, swap_linears
 from .transformer import Transformer
@@ -99,9 +99,9 @@ def load_gguf_transformer(gfile: GGUFFile, args: ModelArgs, dtype: torch.dtype, 
     # that Q4 blocks stay exact) and the kernel choice.
     quant = QuantConfig(group_size=group_size if choice != "auto" else 32, kernels=kernels)
     with torch.device("meta"):
-        model = Transformer(args, own_kernels=quant.kernels == "auto")
+        model = Transformer(args, kernel_choice=quant.kernels)
     if device.type == "cpu" and model.own_kernels:  # stock: never built nor loaded
-        cpu_kernels()  # built (once per machine) while loading, not at the first request
+        kernels_for(quant.kernels)  # built (once per machine) while loading, not at the first request
     swap_linears(model, quant, dtype, device, modes=lambda name: modes.get(name, "none"))
     shapes = {name: p.shape for name, p in model.named_parameters()}
     state: dict[str, Tensor] = {}

@@ -18,7 +18,7 @@ from torch import Tensor
 from .args import ModelArgs
 from .checkpoint import CheckpointFiles, Source, expected_shapes, find_checkpoint, parameter_sources, read_args
 from .errors import CheckpointError
-from .kernels import cpu_kernels
+from .kernels import kernels_for
 from .quant import Int4Linear, Int8Linear, QuantConfig, swap_linears
 from .quant_io import load_prequantized, stored_quant
 from .rope import inv_frequencies
@@ -67,9 +67,9 @@ def load_transformer(files: CheckpointFiles, args: ModelArgs, dtype: torch.dtype
         raise CheckpointError(f"{files.config_file}: the checkpoint is already quantized ({stored.label}); "
                               f"load it without --quantize")
     with torch.device("meta"):
-        model = Transformer(args, own_kernels=quant.kernels == "auto")
+        model = Transformer(args, kernel_choice=quant.kernels)
     if device.type == "cpu" and model.own_kernels:  # stock: never built nor loaded
-        cpu_kernels()  # built (once per machine) while loading, not at the first request's RMSNorm
+        kernels_for(quant.kernels)  # built (once per machine) while loading, not at the first request's RMSNorm
     swap_linears(model, quant, dtype, device)
     shapes = {name: p.shape for name, p in model.named_parameters()}
     state: dict[str, Tensor] = {}

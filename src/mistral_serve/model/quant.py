@@ -27,23 +27,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dense import Bf16Linear
-from .kernels import cpu_kernels
+from .kernels import CHOICES, NATIVE_INT4, NATIVE_INT8, kernels_for
 
 MODES = ("none", "int8", "int4")
-KERNELS = ("auto", "stock")
 
 
 @dataclass(frozen=True, slots=True)
 class QuantConfig:
     mode: str = "none"  # none | int8 | int4
     group_size: int = 32  # int4 only: 32 or 128 input columns share a scale and zero
-    # CPU kernels: "auto" = ours where the CPU has AVX-512 or AVX2, else PyTorch's; "stock" = PyTorch's.
+    # CPU kernels: "auto" = ours where the CPU has AVX-512 or AVX2, else PyTorch's; "stock" = PyTorch's;
+    # "avx512" / "avx2" = that build of ours (where the CPU runs it, else PyTorch's).
     # Not part of equality: it changes how a checkpoint runs, not what it holds.
     kernels: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
-        if self.kernels not in KERNELS:
-            raise ValueError(f"--cpu-kernels must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
+        if self.kernels not in CHOICES:
+            raise ValueError(f"--cpu-kernels must be one of {', '.join(CHOICES)}, got {self.kernels!r}")
         if self.mode not in MODES:
             raise ValueError(f"--quantize must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.group_size not in (32, 64, 128, 256):
@@ -94,10 +94,10 @@ def dequantize_int4(q: Tensor, scale: Tensor, zero: Tensor, group_size: int) -> 
 
 
 class Int8Linear(nn.Module):
-    def __init__(self, in_features: int, out_features: int, act_dtype: torch.dtype, own_kernels: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, act_dtype: torch.dtype, kernel_choice: str = "auto") -> None:
         super().__init__()
         self.in_features, self.out_features, self.act_dtype = in_features, out_features, act_dtype
-        self.own_kernels = own_kernels
+        self.kernel_choice = kernel_choice  # --cpu-kernels
         self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.empty(out_features, dtype=act_dtype))
         self.kernels = None  # our compiled CPU kernels, when set_quantized found them usable
@@ -107,10 +107,16 @@ class Int8Linear(nn.Module):
 
     def set_quantized(self, q: Tensor, scale: Tensor) -> None:
         """q int8 (N, K), scale (N,), on the target device."""
-        self.kernels = usable_kernels(q.device, self.in_features) if self.own_kernels else None
+        self.kernels = usable_kernels(q.device, self.in_features, self.kernel_choice)
         self.weight = q
         # Our kernel takes float32 scales (exact); the stock one the activations' dtype.
         self.scale = scale.float() if self.kernels is not None else scale.to(self.act_dtype)
+
+    def native_spec(self, x: Tensor) -> tuple | None:
+        """(kind, tensors, N, K, group) for kernels/cpu_block.cpp, when our kernel runs this layer."""
+        if self.kernels is None or x.dtype not in (torch.float32, torch.bfloat16):
+            return None
+        return NATIVE_INT8, self.weight, self.scale, self.out_features, self.in_features, 0
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kernels is not None:
@@ -124,9 +130,9 @@ class Int4Linear(nn.Module):
     INNER_K_TILES = 8
 
     def __init__(self, in_features: int, out_features: int, group_size: int, act_dtype: torch.dtype,
-                 own_kernels: bool = True) -> None:
+                 kernel_choice: str = "auto") -> None:
         super().__init__()
-        self.own_kernels = own_kernels
+        self.kernel_choice = kernel_choice  # --cpu-kernels
         if in_features % group_size:
             raise ValueError(f"int4 needs in_features ({in_features}) divisible by the group size ({group_size})")
         self.in_features, self.out_features = in_features, out_features
@@ -150,7 +156,7 @@ class Int4Linear(nn.Module):
         (low = m) come as `low` with fp16 values, which our kernel stores exactly."""
         if (zero is None) == (low is None):
             raise ValueError("set_quantized takes exactly one of zero and low")
-        self.kernels = usable_kernels(q.device, self.in_features) if self.own_kernels else None
+        self.kernels = usable_kernels(q.device, self.in_features, self.kernel_choice)
         self.dense = None
         if self.kernels is not None:
             # One flat buffer: nibbles with each block's fp16 scales and lows (w = q * scale + low).
@@ -172,6 +178,12 @@ class Int4Linear(nn.Module):
             packed = torch.ops.aten._convert_weight_to_int4pack(pack_pairs(q), self.INNER_K_TILES)
         self.weight, self.scales_and_zeros = packed, sz
 
+    def native_spec(self, x: Tensor) -> tuple | None:
+        """(kind, tensors, N, K, group) for kernels/cpu_block.cpp, when our kernel runs this layer."""
+        if self.kernels is None or x.dtype not in (torch.float32, torch.bfloat16):
+            return None
+        return NATIVE_INT4, self.weight, self.scales_and_zeros, self.out_features, self.in_features, self.group_size
+
     def forward(self, x: Tensor) -> Tensor:
         if self.kernels is not None:
             return self.kernels.int4_linear(kernel_input(x), self.weight, self.out_features, self.in_features,
@@ -187,11 +199,12 @@ class Int4Linear(nn.Module):
         return y.reshape(*lead, self.out_features).to(x.dtype)
 
 
-def usable_kernels(device: torch.device, in_features: int):
-    """Our compiled CPU kernels when they can run this layer (CPU, K a multiple of 64), else None."""
-    if device.type != "cpu" or in_features % 64:
+def usable_kernels(device: torch.device, in_features: int, choice: str = "auto"):
+    """Our compiled CPU kernels (of the `--cpu-kernels` choice) when they can run this layer (CPU,
+    K a multiple of 64), else None."""
+    if choice == "stock" or device.type != "cpu" or in_features % 64:
         return None
-    return cpu_kernels()
+    return kernels_for(choice)
 
 
 def kernel_input(x: Tensor) -> Tensor:
@@ -227,7 +240,7 @@ def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, de
 
     `modes`, when given, picks the mode of each layer by its name ("layers.0.attention.wqkv")
     instead of `config.mode`: a GGUF file mixes types (Q4_K_M keeps some matrices in Q6_K)."""
-    own = config.kernels == "auto"
+    own = config.kernels != "stock"
     bf16_dense = own and compute == torch.bfloat16 and device.type == "cpu"
     if config.mode == "none" and modes is None and not bf16_dense:
         return
@@ -241,9 +254,9 @@ def swap_linears(model: nn.Module, config: QuantConfig, compute: torch.dtype, de
             if mode == "none":
                 if not bf16_dense:
                     continue
-                new: nn.Module = Bf16Linear(child.in_features, child.out_features, child.weight.device)
+                new: nn.Module = Bf16Linear(child.in_features, child.out_features, child.weight.device, config.kernels)
             elif mode == "int8" or is_output:
-                new = Int8Linear(child.in_features, child.out_features, act, own)
+                new = Int8Linear(child.in_features, child.out_features, act, config.kernels)
             else:
-                new = Int4Linear(child.in_features, child.out_features, config.group_size, act, own)
+                new = Int4Linear(child.in_features, child.out_features, config.group_size, act, config.kernels)
             setattr(parent, name, new)

@@ -1,5 +1,7 @@
 """Our own CPU kernels, compiled on first use: the quantized matmuls (cpu_int8.cpp, cpu_int4.cpp),
-a bf16 matmul (cpu_bf16.cpp), and RMSNorm and rotary embeddings in one pass each (cpu_ops.cpp).
+a bf16 matmul (cpu_bf16.cpp), RMSNorm and rotary embeddings in one pass each (cpu_ops.cpp), decode
+attention reading the paged KV cache in place (cpu_attention.cpp), and a transformer block's work
+around attention in two calls (cpu_block.cpp).
 
 The same C++ sources build for two vector widths (simd.h): the AVX-512 build where the CPU has
 AVX512F/BW/VL (compiled with `-march=native`, so it uses what this CPU has: VNNI, BF16), else the
@@ -29,7 +31,10 @@ from ..hardware import cpu_flags
 log = logging.getLogger(__name__)
 
 FOLDER = Path(__file__).parent
-SOURCES = [FOLDER / name for name in ("bindings.cpp", "cpu_int8.cpp", "cpu_int4.cpp", "cpu_bf16.cpp", "cpu_ops.cpp")]
+SOURCES = [FOLDER / name for name in ("bindings.cpp", "cpu_int8.cpp", "cpu_int4.cpp", "cpu_bf16.cpp", "cpu_ops.cpp",
+                                      "cpu_attention.cpp", "cpu_block.cpp")]
+# The kinds of Linear layer that cpu_block.cpp runs (its LinearKind), in the specs the layers give.
+NATIVE_INT8, NATIVE_INT4, NATIVE_BF16 = 0, 1, 2
 HEADERS = [FOLDER / name for name in ("simd.h", "common.h", "quant_input.h")]
 
 
@@ -73,6 +78,21 @@ def default_variant() -> Variant | None:
     """The variant this CPU runs: the first one whose flags it has."""
     flags = cpu_flags()
     return next((v for v in VARIANTS.values() if v.needs <= flags), None)
+
+
+# What `--cpu-kernels` may say: auto (the widest build this CPU runs), stock (PyTorch's kernels
+# only: nothing of ours is built or loaded), or one build by name.
+CHOICES = ("auto", "stock", *VARIANTS)
+
+
+def kernels_for(choice: str) -> ModuleType | None:
+    """The compiled module a model loaded with `--cpu-kernels choice` runs, or None (stock, or
+    no build of ours can run here)."""
+    if choice not in CHOICES:
+        raise ValueError(f"--cpu-kernels must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice == "stock":
+        return None
+    return cpu_kernels(None if choice == "auto" else choice)
 
 
 def cpu_kernels(variant: str | None = None) -> ModuleType | None:
