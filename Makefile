@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: serve chat test soak bench lint install dev clean
+.PHONY: serve chat test soak bench lint install dev clean llamacpp-avx2
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,5 +73,22 @@ bench: install
 	$(PIP) install --quiet -e ".[bench]"
 	$(VENV)/bin/mistral-serve bench $(ARGS)
 
+# llama.cpp held to AVX2 (+FMA, F16C), the peer of our AVX2 kernel build on any CPU: its own
+# venv, since one process cannot load two builds of llama-cpp-python. The bench runs it when it is
+# there (bench/llamacpp_avx2.py). Compiles llama.cpp: about 20 minutes on 2 cores.
+LLAMACPP_AVX2 := .venv-llamacpp-avx2
+LLAMACPP_AVX2_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF \
+	-DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+
+$(LLAMACPP_AVX2)/.installed:
+	test -x $(LLAMACPP_AVX2)/bin/python || $(PYTHON) -m venv $(LLAMACPP_AVX2)
+	$(LLAMACPP_AVX2)/bin/pip install --quiet numpy
+	CMAKE_ARGS="$(LLAMACPP_AVX2_CMAKE)" $(LLAMACPP_AVX2)/bin/pip install --quiet --no-cache-dir \
+		--force-reinstall --no-binary llama-cpp-python "llama-cpp-python==0.3.36"
+	touch $@
+
+llamacpp-avx2: $(LLAMACPP_AVX2)/.installed
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(LLAMACPP_AVX2) build src/*.egg-info .pytest_cache

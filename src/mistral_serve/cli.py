@@ -102,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--suites", default=_csv(b.suites),
                        help="what to measure: kernels (one int8, int4 or bf16 matmul, ours against stock), "
                             "engine (in-process), grammar (structured-output overhead), "
-                            "http (live server), peers (transformers, llama.cpp)")
+                            "http (live server), peers (transformers, llama.cpp), "
+                            "avx2 (not by default: single stream with our AVX2 build, with PyTorch's stock "
+                            "kernels, and llama.cpp built without AVX-512; see --llamacpp-avx2-python)")
+    bench.add_argument("--target-step-ms", type=float, default=b.target_step_ms,
+                       help="the engine's step-time target for the HTTP suite's server (its --target-step-ms) and "
+                            f"the in-process engines; 0 = off (default {b.target_step_ms:g}, the engine's)")
+    bench.add_argument("--llamacpp-avx2-python", default=None, metavar="PATH",
+                       help="python of a venv holding llama-cpp-python built without AVX-512, for the avx2 suite "
+                            "(default: .venv-llamacpp-avx2/bin/python at the repository root: `make llamacpp-avx2`)")
     bench.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report file ('-': print only)")
     return parser
 

@@ -230,11 +230,12 @@ def cmd_bench(ns: argparse.Namespace, configs: RunConfigs) -> int:
     except ValueError:
         raise UserError("--http-clients, --peer-batches and --roof-prompt-lens must be comma-separated integers") from None
     suites = tuple(s for s in ns.suites.split(",") if s)
-    if not set(suites) <= {"kernels", "engine", "grammar", "http", "peers"}:
-        raise UserError(f"--suites takes kernels, engine, grammar, http and peers, got {ns.suites!r}")
+    if not set(suites) <= {"kernels", "engine", "grammar", "http", "peers", "avx2"}:
+        raise UserError(f"--suites takes kernels, engine, grammar, http, peers and avx2, got {ns.suites!r}")
     try:
         bench = BenchConfig(concurrency, ns.prompt_len, ns.output_len, ns.prefix_len, http_clients=http_clients,
-                            peer_batches=peer_batches, suites=suites, roof_prompt_lens=roof_lens)
+                            peer_batches=peer_batches, suites=suites, roof_prompt_lens=roof_lens,
+                            target_step_ms=ns.target_step_ms, llamacpp_avx2_python=ns.llamacpp_avx2_python)
     except ValueError as err:
         raise UserError(str(err)) from None
     out = None if str(ns.out) == "-" else Path(ns.out)

@@ -8,12 +8,21 @@ EOS, so every run produces exactly `output_len` tokens per sequence.
 Figures follow the engine's and the transformers peer's definitions: the first output token
 comes from the prefill, so prefill tok/s = prompt tokens / time to first token, and decode tok/s
 = the remaining output_len - 1 tokens (per sequence) / the time spent producing them.
+
+Also a script (`python llamacpp_peer.py single|batched --gguf FILE ...`, see `main`): the bench
+runs it with another venv's python to measure another build of llama.cpp (one process cannot load
+two), so this file imports only the standard library and numpy at module level (llama_cpp inside
+the functions, torch in llamacpp_logprobs only), and nothing of mistral_serve.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import random
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -72,8 +81,10 @@ class _Single:
 
 
 def llamacpp_single_stream(gguf_path: Path, prompt_len: int, output_len: int, threads: int,
-                           seed: int = 0) -> dict[str, float]:
+                           seed: int = 0, repeats: int = 1) -> dict[str, float]:
     """One sequence: prefill a random prompt, then decode greedily to `output_len` tokens.
+    With `repeats` > 1, that many runs (each on a new prompt), and the best prefill and the best
+    decode time of them.
 
     Returns {"prefill_tok_s", "decode_tok_s", "output_tok_s"} (output_tok_s: output tokens over
     the whole run, prefill included, like the engine's "output tok/s").
@@ -83,7 +94,8 @@ def llamacpp_single_stream(gguf_path: Path, prompt_len: int, output_len: int, th
     try:
         rng = random.Random(seed)
         single.run(_prompt(rng, 8, single.vocab), 2)  # warm-up: first-call allocations, threads
-        _, prefill, decode = single.run(_prompt(rng, prompt_len, single.vocab), output_len)
+        runs = [single.run(_prompt(rng, prompt_len, single.vocab), output_len)[1:] for _ in range(max(1, repeats))]
+        prefill, decode = min(r[0] for r in runs), min(r[1] for r in runs)
     finally:
         single.close()
     return {"prefill_tok_s": prompt_len / prefill, "decode_tok_s": (output_len - 1) / decode,
@@ -219,3 +231,73 @@ def llamacpp_logprobs(gguf_path: Path, ids: list[int], threads: int):
         return torch.log_softmax(torch.from_numpy(np.array(llm.scores[:len(ids)], dtype=np.float32)), dim=-1)
     finally:
         llm.close()
+
+
+# ---- the script: one measurement in this process, one JSON line on stdout ---------------------
+
+def system_info() -> str:
+    """llama.cpp's own line of the instructions its CPU backend was built with, e.g.
+    "CPU : SSE3 = 1 | ... | AVX2 = 1 | F16C = 1 | FMA = 1 | ..." (AVX512 = 1 where it has them)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return (info.decode(errors="replace") if isinstance(info, bytes) else str(info)).strip().rstrip("|").strip()
+
+
+def isa_problem(info: str, isa: str) -> str | None:
+    """Why llama.cpp's system info line `info` is not the build `isa` names ("avx2": AVX2 = 1
+    and no AVX-512 instruction set at all), or None when it is."""
+    if isa != "avx2":
+        raise ValueError(f"no ISA check for {isa!r} (there is: avx2)")
+    if not re.search(r"\bAVX2 = 1\b", info):
+        return f"llama.cpp does not report AVX2 = 1: {info}"
+    wide = sorted(set(re.findall(r"\b(AVX512\w*) = 1\b", info)))
+    if wide:
+        return f"llama.cpp was built with {', '.join(wide)}, not held to AVX2: {info}"
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Time llama-cpp-python on a GGUF file; prints one JSON line.")
+    p.add_argument("mode", choices=("single", "batched"), help="single: one stream (the Llama class); "
+                   "batched: --batch sequences decoded together (the C API)")
+    p.add_argument("--gguf", type=Path, required=True)
+    p.add_argument("--prompt-len", type=int, default=64)
+    p.add_argument("--output-len", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=8, help="sequences (batched mode)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1, help="timed runs, best of them (single mode)")
+    p.add_argument("--require-isa", choices=("avx2",), default=None,
+                   help="refuse (exit 3) unless llama.cpp's system info says it is that build")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The script's entry. stdout: one JSON object, the measurement's figures with "system_info"
+    and "llama_cpp_version", or {"error": ...} (exit 3 for a build refused by --require-isa, 1 for
+    a failed run)."""
+    ns = _parser().parse_args(argv)
+    try:
+        import llama_cpp
+
+        info = system_info()
+        record: dict = {"mode": ns.mode, "system_info": info, "threads": ns.threads,
+                        "llama_cpp_version": getattr(llama_cpp, "__version__", "?")}
+        problem = isa_problem(info, ns.require_isa) if ns.require_isa else None
+        if problem is not None:
+            print(json.dumps({**record, "error": problem}), flush=True)
+            return 3
+        if ns.mode == "single":
+            r = llamacpp_single_stream(ns.gguf, ns.prompt_len, ns.output_len, ns.threads, ns.seed, ns.repeats)
+        else:
+            r = llamacpp_batched(ns.gguf, ns.batch, ns.prompt_len, ns.output_len, ns.threads, ns.seed)
+    except Exception as err:
+        print(json.dumps({"mode": ns.mode, "error": f"{type(err).__name__}: {err}"}), flush=True)
+        return 1
+    print(json.dumps({**record, **r}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import math
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -41,9 +44,9 @@ def kernels_description(loaded: LoadedModel) -> str:
 
     if loaded.device.type != "cpu":
         return ", matmuls: PyTorch's CUDA kernels"
-    from ..model.kernels import cpu_kernels
-
-    ops = "ours" if loaded.model.own_kernels and cpu_kernels() is not None else "PyTorch"
+    module = loaded.model.cpu_kernels()
+    isa = getattr(module, "isa", None)
+    ops = "PyTorch" if module is None else f"ours ({isa()})" if isa is not None else "ours"
     return f", matmuls: {matmul_kernels(loaded.model)}; RMSNorm and rotary: {ops}"
 
 
@@ -59,7 +62,8 @@ def engine_section(report: Report, loaded: LoadedModel, bench: BenchConfig, labe
     for c in bench.concurrency:
         engine = LLMEngine(loaded.model, loaded.tokenizer,
                            EngineConfig(max_num_seqs=max(bench.concurrency),
-                                        max_num_batched_tokens=bench.max_num_batched_tokens))
+                                        max_num_batched_tokens=bench.max_num_batched_tokens,
+                                        target_step_ms=bench.target_step_ms))
         throughput(engine, 1, 8, 2)  # warm-up
         r = throughput(engine, c, bench.prompt_len, bench.output_len)
         base = base or r.decode_tokens_per_s
@@ -67,14 +71,15 @@ def engine_section(report: Report, loaded: LoadedModel, bench: BenchConfig, labe
         report.figures.ours_decode[c] = r.decode_tokens_per_s
         report.add(f"| {c} | {r.tokens_per_s:.1f} | {r.decode_tokens_per_s:.1f} | {r.decode_tokens_per_s / base:.1f}x |")
     report.curves.append((f"engine {label}", curve))
-    engine = LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_batched_tokens=bench.max_num_batched_tokens))
+    engine = LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_batched_tokens=bench.max_num_batched_tokens,
+                                                                    target_step_ms=bench.target_step_ms))
     report.figures.ours_prefill = prefill_rate(engine, bench.prompt_len)
     report.add("", f"Prefill: {report.figures.ours_prefill:.1f} prompt tokens/s (one {bench.prompt_len}-token prompt, "
                f"time to its first token).")
     for caching in (True, False) if bench.prefix_len > 0 else ():
         engine = LLMEngine(loaded.model, loaded.tokenizer,
                            EngineConfig(max_num_batched_tokens=bench.max_num_batched_tokens,
-                                        enable_prefix_caching=caching))
+                                        target_step_ms=bench.target_step_ms, enable_prefix_caching=caching))
         p = prefix_ttft(engine, bench.prefix_len)
         report.add("", f"Prefix caching {'on' if caching else 'off'}: time to first token for a {p.prefix_tokens}-token "
                    f"prefix + 16 new tokens: cold {p.cold_ttft * 1000:.0f} ms, repeated {p.cached_ttft * 1000:.0f} ms "
@@ -93,7 +98,8 @@ def grammar_section(report: Report, loaded: LoadedModel, bench: BenchConfig) -> 
     for c in sorted({1, max(bench.concurrency)}):
         engine = LLMEngine(loaded.model, loaded.tokenizer,
                            EngineConfig(max_num_seqs=max(bench.concurrency),
-                                        max_num_batched_tokens=bench.max_num_batched_tokens))
+                                        max_num_batched_tokens=bench.max_num_batched_tokens,
+                                        target_step_ms=bench.target_step_ms))
         throughput(engine, 1, 8, 2)  # warm-up
         r = grammar_overhead(engine, c, bench.prompt_len, bench.output_len)
         report.add(f"| {c} | {r.plain_tokens_per_s:.1f} | {r.constrained_tokens_per_s:.1f} | "
@@ -103,11 +109,23 @@ def grammar_section(report: Report, loaded: LoadedModel, bench: BenchConfig) -> 
                "token includes planning the ending near max_tokens.", "")
 
 
+HTTP_TABLE_HEAD = ("| clients | output tok/s | TTFT p50 / p99 | inter-token p50 / p99 | ITL p99 / p50 | errors |",
+                   "| --- | --- | --- | --- | --- | --- |")
+
+
+def http_row(r) -> str:
+    """One row of HTTP_TABLE_HEAD's table for an http_bench.HttpResult."""
+    spread = "n/a" if math.isnan(r.itl_spread) else f"{r.itl_spread:.2f}x"
+    return (f"| {r.clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
+            f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {spread} | {r.errors} |")
+
+
 def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig, label: str) -> None:
     from .http_bench import LocalServer, run_clients
 
     args = ["--dtype", cfg.dtype, "--device", cfg.device, "--quantize", cfg.quantize, "--group-size", str(cfg.group_size),
-            "--cpu-kernels", cfg.cpu_kernels, "--max-num-seqs", str(max(bench.http_clients))]
+            "--cpu-kernels", cfg.cpu_kernels, "--max-num-seqs", str(max(bench.http_clients)),
+            "--target-step-ms", f"{bench.target_step_ms:g}"]
     if cfg.model is not None:
         args += ["--model", cfg.model]
     server = LocalServer.mistral_serve(args, cfg.data_dir)
@@ -115,16 +133,18 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
         server.wait_ready()
         model_id = server.model_id()
         report.add(f"Through the HTTP server (streaming chat, ~{bench.prompt_len // 2}-word prompts, "
-                   f"{bench.output_len} output tokens):", "",
-                   "| clients | output tok/s | TTFT p50 / p99 | inter-token p50 / p99 | errors |",
-                   "| --- | --- | --- | --- | --- |")
+                   f"{bench.output_len} output tokens; the server run with --target-step-ms "
+                   f"{bench.target_step_ms:g}{', off' if bench.target_step_ms == 0 else ''}"
+                   f"{kernels_description(loaded)}):", "", *HTTP_TABLE_HEAD)
+        report.figures.target_step_ms = bench.target_step_ms
         curve = {}
         for clients in bench.http_clients:
             r = asyncio.run(run_clients(server.url, model_id, clients, bench.prompt_len // 2, bench.output_len))
             curve[clients] = r.tokens_per_s
             report.figures.ours_http[clients] = r.tokens_per_s
-            report.add(f"| {clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
-                       f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {r.errors} |")
+            report.figures.http_itl_spread[clients] = r.itl_spread
+            report.figures.http_ttft_p99[clients] = r.ttft_p99
+            report.add(http_row(r))
         report.curves.append((f"http {label}", curve))
         weights = _weights_bytes(loaded.model)
         kv_budget = server.kv_blocks_total() * kv_bytes_per_block(loaded.model, EngineConfig().block_size)
@@ -143,6 +163,17 @@ def http_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: B
 GGUF_FOR_MODE = {"none": ("F16", "F16"), "int8": ("Q8_0", "Q8_0"), "int4": ("Q4_0", "Q8_0")}
 
 
+def _mode(cfg: ModelConfig) -> str:
+    return "none" if cfg.quantize == "auto" else cfg.quantize  # auto: a float checkpoint stays float
+
+
+def _gguf_path(cfg: ModelConfig, folder: Path, qtype: str, output_qtype: str) -> Path:
+    """Where the GGUF export of `folder` in those types is kept (written once, by whichever suite
+    needs it first)."""
+    suffix = qtype if output_qtype == qtype else f"{qtype}-output-{output_qtype}"
+    return cfg.data_dir / "bench" / "gguf" / f"{folder.name}-{suffix}.gguf"
+
+
 def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig) -> None:
     """transformers (float weights only) and llama.cpp (the GGUF type matching our mode) on the
     same checkpoint, single-stream and batched."""
@@ -154,7 +185,7 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
         gguf_peers_section(report, loaded, bench)
         return
     folder = Path(cfg.model) if cfg.model else ensure_demo(cfg.data_dir)
-    mode = "none" if cfg.quantize == "auto" else cfg.quantize  # auto: a float checkpoint stays float
+    mode = _mode(cfg)
     qtype, output_qtype = GGUF_FOR_MODE[mode]
     note = "" if output_qtype == qtype else f" (llama.cpp's {qtype} file keeps its output layer in {output_qtype}, as ours in int8)"
     report.add(f"Peers on the same weights{note}:", "", "| system | batch | prefill tok/s | decode tok/s |",
@@ -173,8 +204,7 @@ def peers_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: 
     if not llamacpp_peer.available():
         report.add("| llama.cpp | | not installed (`pip install llama-cpp-python gguf`: compiles, ~20 min) | |", "")
         return
-    suffix = qtype if output_qtype == qtype else f"{qtype}-output-{output_qtype}"
-    gguf = cfg.data_dir / "bench" / "gguf" / f"{folder.name}-{suffix}.gguf"
+    gguf = _gguf_path(cfg, folder, qtype, output_qtype)
     try:
         if not gguf.is_file():
             gguf.parent.mkdir(parents=True, exist_ok=True)
@@ -242,19 +272,163 @@ def llamacpp_server_section(report: Report, gguf: Path, qtype: str, bench: Bench
     server = LocalServer.llama_cpp(gguf, torch.get_num_threads())
     try:
         server.wait_ready()
-        report.add(f"llama-cpp-python's server, {qtype} (it decodes one request at a time):", "",
-                   "| clients | output tok/s | TTFT p50 / p99 | inter-token p50 / p99 | errors |",
-                   "| --- | --- | --- | --- | --- |")
+        report.add(f"llama-cpp-python's server, {qtype} (it decodes one request at a time):", "", *HTTP_TABLE_HEAD)
         for clients in bench.http_clients:
             r = asyncio.run(run_clients(server.url, "model", clients, bench.prompt_len // 2, bench.output_len))
             report.figures.llamacpp_server[clients] = r.tokens_per_s
-            report.add(f"| {clients} | {r.tokens_per_s:.1f} | {r.ttft_p50 * 1000:.0f} / {r.ttft_p99 * 1000:.0f} ms | "
-                       f"{r.itl_p50 * 1000:.1f} / {r.itl_p99 * 1000:.1f} ms | {r.errors} |")
+            report.add(http_row(r))
         report.add("")
     except Exception as err:
         report.add(f"llama.cpp server {qtype}: failed: {err}", "")
     finally:
         server.stop()
+
+
+AVX2_REPEATS = 2  # timed runs of each system in the avx2 suite, best of them
+
+
+def _single_stream(loaded: LoadedModel, bench: BenchConfig) -> tuple[float, float]:
+    """Our (prefill, decode) tok/s for one stream, best of AVX2_REPEATS runs each, on an engine
+    without prefix caching (every prompt is new anyway; nothing can be served from the cache)."""
+    engine = LLMEngine(loaded.model, loaded.tokenizer,
+                       EngineConfig(max_num_seqs=1, max_num_batched_tokens=bench.max_num_batched_tokens,
+                                    target_step_ms=bench.target_step_ms, enable_prefix_caching=False))
+    throughput(engine, 1, 8, 2)  # warm-up
+    decode = max(throughput(engine, 1, bench.prompt_len, bench.output_len, seed=i).decode_tokens_per_s
+                 for i in range(AVX2_REPEATS))
+    prefill = max(prefill_rate(engine, bench.prompt_len, seed=100 + i) for i in range(AVX2_REPEATS))
+    return prefill, decode
+
+
+class OthersCpu:
+    """The CPU time other processes took while a measurement ran, in cores: the machine's busy
+    time (/proc/stat, all cores) less this process's own and that of its children waited for
+    (os.times), over the wall time. Others on the cores skew a single-stream comparison, and
+    llama.cpp's most (its threads wait on each other at every op). NaN without /proc/stat."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        import time
+
+        try:
+            with open("/proc/stat") as fh:
+                values = [int(v) for v in fh.readline().split()[1:9]]  # user .. steal (guest is in user)
+            busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+        except (OSError, ValueError, IndexError):
+            return None
+        t = os.times()
+        return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
+
+    def cores(self) -> float:
+        end = self._sample()
+        if self.start is None or end is None or end[2] <= self.start[2]:
+            return math.nan
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        return max(0.0, others / (end[2] - self.start[2]))
+
+
+def _others(cores: float) -> str:
+    return "n/a" if math.isnan(cores) else f"{cores:.1f}"
+
+
+def avx2_section(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig) -> None:
+    """Single stream, prefill and decode: our engine with our AVX2 build and with PyTorch's stock
+    kernels (the same checkpoint loaded again with --cpu-kernels avx2 and stock), and llama.cpp built
+    without AVX-512 (a subprocess of its own venv, bench/avx2_peer.py) on the same weights, in the
+    GGUF types of the peers suite: what an AVX2-only machine gets, measured on this one."""
+    from ..model.kernels import cpu_kernels, unavailable_reason
+
+    report.add("AVX2 builds (`--suites avx2`), single stream:", "")
+    if loaded.device.type != "cpu":
+        report.add(f"Skipped: the model runs on {loaded.device}, the AVX2 builds are CPU code.", "")
+        return
+    if cpu_kernels("avx2") is None:
+        report.add(f"Skipped: our AVX2 build cannot run here ({unavailable_reason('avx2') or 'its build failed'}).", "")
+        return
+    threads = torch.get_num_threads()
+    report.add(f"{bench.prompt_len}-token random prompt, {bench.output_len} output tokens, greedy; {threads} threads "
+               f"for every system; best of {AVX2_REPEATS} runs each (prefill: time to the first token of a new "
+               f"prompt; decode: the remaining tokens). Last column: the CPU other processes took meanwhile, in "
+               f"cores of the {os.cpu_count()} (/proc/stat less this process and its children): above 0 the "
+               f"figures are not those of an idle machine, and llama.cpp, whose threads wait on each other at "
+               f"every op, suffers most.", "",
+               "| system | build | prefill tok/s | decode tok/s | others' CPU |", "| --- | --- | --- | --- | --- |")
+    f = report.figures
+    for choice, name in (("avx2", "our AVX2 build"), ("stock", "PyTorch's stock kernels")):
+        variant = None
+        try:
+            variant = loaded if cfg.cpu_kernels == choice else load(replace(cfg, cpu_kernels=choice))
+            kernels = kernels_description(variant).removeprefix(", ")
+            others = OthersCpu()
+            prefill, decode = _single_stream(variant, bench)
+            cores = others.cores()
+            if choice == "avx2":
+                f.avx2_prefill, f.avx2_decode = prefill, decode
+            else:
+                f.stock_prefill, f.stock_decode = prefill, decode
+            report.add(f"| ours, --cpu-kernels {choice} | {name} ({kernels}) | {prefill:.1f} | {decode:.1f} | "
+                       f"{_others(cores)} |")
+        except Exception as err:  # one system that cannot run is reported, not fatal
+            report.add(f"| ours, --cpu-kernels {choice} | {name} | failed: {err} | | |")
+        finally:
+            if variant is not loaded:
+                del variant
+                gc.collect()
+    info = _llamacpp_avx2_row(report, cfg, loaded, bench, threads)
+    report.add("")
+    if info:
+        report.add(f"llama.cpp AVX2 build, its system info (checked: AVX2 = 1, no AVX512): `{info}`.", "")
+    ratios = []
+    if not (math.isnan(f.avx2_decode) or math.isnan(f.llamacpp_avx2_decode)):
+        ratios.append(f"ours AVX2 / llama.cpp AVX2 ({f.llamacpp_avx2_type}): decode "
+                      f"**{f.avx2_decode / f.llamacpp_avx2_decode:.2f}x**, prefill "
+                      f"**{f.avx2_prefill / f.llamacpp_avx2_prefill:.2f}x**")
+    if not (math.isnan(f.avx2_decode) or math.isnan(f.stock_decode)):
+        ratios.append(f"ours AVX2 / ours on PyTorch's stock kernels: decode **{f.avx2_decode / f.stock_decode:.2f}x**, "
+                      f"prefill **{f.avx2_prefill / f.stock_prefill:.2f}x**")
+    if ratios:
+        report.add("; ".join(ratios) + ".", "")
+
+
+def _llamacpp_avx2_row(report: Report, cfg: ModelConfig, loaded: LoadedModel, bench: BenchConfig,
+                       threads: int) -> str:
+    """The llama.cpp row of the avx2 table (and the how-to line where its venv is missing);
+    returns its system info line, or "" where it did not run."""
+    from . import avx2_peer
+    from .gguf_export import export_gguf
+
+    folder = None  # the checkpoint to export, where llama.cpp does not run the very file we load
+    if loaded.files.layout == "gguf":
+        gguf = loaded.files.config_file
+        qtype = loaded.card.quantization.rpartition("from ")[2] or "GGUF"
+        label = f"llama.cpp {qtype} (the same file)"
+    else:
+        folder = Path(cfg.model) if cfg.model else ensure_demo(cfg.data_dir)
+        qtype, output_qtype = GGUF_FOR_MODE[_mode(cfg)]
+        gguf = _gguf_path(cfg, folder, qtype, output_qtype)
+        label = f"llama.cpp {qtype}" + ("" if output_qtype == qtype else f" (output layer {output_qtype})")
+    python, missing = avx2_peer.find_python(bench.llamacpp_avx2_python)
+    if python is None:
+        report.add(f"| {label} | AVX2, no AVX-512 | not installed | | |", "", missing)
+        return ""
+    try:
+        if folder is not None and not gguf.is_file():
+            gguf.parent.mkdir(parents=True, exist_ok=True)
+            export_gguf(folder, gguf, qtype, output_qtype)
+        others = OthersCpu()
+        r = avx2_peer.run_avx2_peer(python, gguf, bench.prompt_len, bench.output_len, threads, repeats=AVX2_REPEATS)
+        cores = others.cores()
+    except Exception as err:
+        report.add(f"| {label} | AVX2, no AVX-512 | failed: {err} | | |")
+        return ""
+    f = report.figures
+    f.llamacpp_avx2_type, f.llamacpp_avx2_prefill, f.llamacpp_avx2_decode = qtype, r.prefill_tok_s, r.decode_tok_s
+    report.add(f"| {label} | llama-cpp-python {r.version} built with AVX2 + FMA + F16C, no AVX-512 "
+               f"({python.parent.parent.name}) | {r.prefill_tok_s:.1f} | {r.decode_tok_s:.1f} | {_others(cores)} |")
+    return r.system_info
 
 
 def plot(curves: list[tuple[str, dict[int, float]]], out: Path) -> Path | None:
@@ -325,7 +499,7 @@ def roof_section(report: Report, loaded: LoadedModel, bench: BenchConfig) -> Non
         report.figures.roof_kind = r.reference
     decode = report.figures.ours_decode.get(1)
     if decode is None:
-        engine = LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_seqs=1))
+        engine = LLMEngine(loaded.model, loaded.tokenizer, EngineConfig(max_num_seqs=1, target_step_ms=bench.target_step_ms))
         throughput(engine, 1, 8, 2)  # warm-up
         decode = throughput(engine, 1, bench.prompt_len, bench.output_len).decode_tokens_per_s
     context = bench.prompt_len + bench.output_len // 2  # the mean context of those decode steps
@@ -357,6 +531,8 @@ def run_bench(models: list[tuple[str, ModelConfig]], bench: BenchConfig, out: Pa
             http_section(report, cfg, loaded, bench, full)
         if "peers" in bench.suites:
             peers_section(report, cfg, loaded, bench)
+        if "avx2" in bench.suites:
+            avx2_section(report, cfg, loaded, bench)
         report.add(*summary_lines(report.figures))
         del loaded
     if out is not None and report.curves:

@@ -15,6 +15,9 @@ class Figures:
     ours_decode: dict[int, float] = field(default_factory=dict)  # engine, concurrency -> decode tok/s
     ours_prefill: float = math.nan
     ours_http: dict[int, float] = field(default_factory=dict)  # clients -> output tok/s
+    http_itl_spread: dict[int, float] = field(default_factory=dict)  # clients -> inter-token p99 / p50
+    http_ttft_p99: dict[int, float] = field(default_factory=dict)  # clients -> seconds
+    target_step_ms: float = math.nan  # the server's --target-step-ms in the HTTP run
     cached_ttft_ratio: float = math.nan  # cached / cold time to first token
     peak_memory_ratio: float = math.nan  # server peak RSS / (weights + KV budget)
     transformers_decode: dict[int, float] = field(default_factory=dict)  # batch -> decode tok/s
@@ -26,6 +29,15 @@ class Figures:
     prefill_roof: dict[int, float] = field(default_factory=dict)  # prompt tokens -> our matmuls / library GEMM
     roof_kind: str = ""  # that library GEMM ("int8 torch._int_mm", "bfloat16 F.linear")
     decode_bandwidth: float = math.nan  # single-stream decode / the memory-bandwidth limit
+    # The AVX2 suite, single stream: ours with our AVX2 build, ours with PyTorch's stock kernels,
+    # and llama.cpp built without AVX-512 (its GGUF type in llamacpp_avx2_type).
+    avx2_decode: float = math.nan
+    avx2_prefill: float = math.nan
+    stock_decode: float = math.nan
+    stock_prefill: float = math.nan
+    llamacpp_avx2_type: str = ""
+    llamacpp_avx2_decode: float = math.nan
+    llamacpp_avx2_prefill: float = math.nan
 
 
 def _ratio(ours: float | None, peer: float | None) -> str:
@@ -55,6 +67,11 @@ def summary_lines(f: Figures) -> list[str]:
     if f.transformers_decode:
         rows.append(("single-stream decode vs transformers", _ratio(one, f.transformers_decode.get(1)), ""))
         rows.append(("prefill vs transformers", _ratio(f.ours_prefill, f.transformers_prefill), ""))
+    if not math.isnan(f.avx2_decode) or not math.isnan(f.llamacpp_avx2_decode):
+        r = f.avx2_decode / f.llamacpp_avx2_decode if f.llamacpp_avx2_decode else math.nan
+        rows.append(("AVX2 build, decode, 1 stream: ours / llama.cpp (AVX2)",
+                     _ratio(f.avx2_decode, f.llamacpp_avx2_decode), f"≥ 1.0x {_verdict(r, 1.0)}".strip()))
+        rows.append(("AVX2 build, prefill: ours / llama.cpp (AVX2)", _ratio(f.avx2_prefill, f.llamacpp_avx2_prefill), ""))
     top = max(f.ours_http, default=None)
     if top is not None and top in f.llamacpp_server:
         r = f.ours_http[top] / f.llamacpp_server[top]
@@ -65,6 +82,14 @@ def summary_lines(f: Figures) -> list[str]:
         r = f.ours_http[top] / f.transformers_decode[batch]
         rows.append((f"{top} streaming clients, HTTP (whole requests) vs transformers batch {batch} (decode only)",
                      _ratio(f.ours_http[top], f.transformers_decode[batch]), f"≥ 5x {_verdict(r, 5.0)}"))
+    if top is not None and top in f.http_itl_spread:
+        spread = f.http_itl_spread[top]
+        step = "" if math.isnan(f.target_step_ms) else f", --target-step-ms {f.target_step_ms:g}"
+        rows.append((f"{top} streaming clients, HTTP: inter-token latency p99 / p50{step}",
+                     "not measured" if math.isnan(spread) else f"**{spread:.2f}x**", f"≤ 3x {_verdict(spread, 3.0, False)}".strip()))
+    if top is not None and top in f.http_ttft_p99 and not math.isnan(f.http_ttft_p99[top]):
+        rows.append((f"{top} streaming clients, HTTP: time to first token p99", f"**{f.http_ttft_p99[top] * 1000:.0f} ms**",
+                     ""))
     # Issue 18's targets: float matmuls at 0.7 of oneDNN, int8/int4 at 0.5 of int8 x int8 (our
     # activations are rounded in blocks, which costs some of the pure int8 rate).
     target = 0.5 if f.roof_kind.startswith("int8") else 0.7
