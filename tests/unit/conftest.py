@@ -1,4 +1,5 @@
-"""Fixtures shared by unit test files: the bundled mistral-common tokenizers of test_tokenizer_*.py."""
+"""Fixtures shared by unit test files: the bundled mistral-common tokenizers of test_tokenizer_*.py,
+and every build of our CPU kernels (test_cpu_kernels.py, test_paged_attention.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from mistral_serve.model.kernels import VARIANTS, cpu_kernels, unavailable_reason
 from support.tokenizer_versions import ALL_VERSIONS
 
 if TYPE_CHECKING:
@@ -20,3 +22,16 @@ def tokenizers() -> dict[str, Tokenizer]:
     from mistral_serve.tokenizer import Tokenizer, bundled_tokenizer_file
 
     return {name: Tokenizer.from_file(bundled_tokenizer_file(name)) for name in ALL_VERSIONS}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def kernels(request):
+    """The compiled module of one build of our CPU kernels (compiled on first use, then cached by
+    torch); skipped where the CPU cannot run that build, failed where it can and the build failed."""
+    module = cpu_kernels(request.param)
+    if module is None:
+        reason = unavailable_reason(request.param)
+        if reason is None:
+            pytest.fail(f"the {request.param} build failed (see the log)")
+        pytest.skip(f"the {request.param} build: {reason}")
+    return module

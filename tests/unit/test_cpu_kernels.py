@@ -8,23 +8,10 @@ test_cpu_kernels_selection.py."""
 import pytest
 import torch
 
-from mistral_serve.model.kernels import VARIANTS, cpu_kernels, unavailable_reason
 from mistral_serve.model.quant import quantize_int4, quantize_int8
 
 # M rows of activations: 1, 2 and 4 are the kernels' tile heights; 3, 5, 7 and 9 mix them.
 ROWS = [1, 2, 3, 4, 5, 7, 9]
-
-
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def kernels(request):
-    """The compiled module of one build (compiled here on first use, then cached by torch)."""
-    module = cpu_kernels(request.param)
-    if module is None:
-        reason = unavailable_reason(request.param)
-        if reason is None:
-            pytest.fail(f"the {request.param} build failed (see the log)")
-        pytest.skip(f"the {request.param} build: {reason}")
-    return module
 
 
 def relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:

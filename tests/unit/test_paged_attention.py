@@ -10,18 +10,6 @@ import pytest
 import torch
 
 from mistral_serve.model.attention import PagedKVCache, decode_attention, gather
-from mistral_serve.model.kernels import VARIANTS, cpu_kernels, unavailable_reason
-
-
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def kernels(request):
-    module = cpu_kernels(request.param)
-    if module is None:
-        reason = unavailable_reason(request.param)
-        if reason is None:
-            pytest.fail(f"the {request.param} build failed (see the log)")
-        pytest.skip(f"the {request.param} build: {reason}")
-    return module
 
 
 class Paged:
