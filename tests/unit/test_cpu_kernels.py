@@ -10,8 +10,8 @@ import torch
 
 from mistral_serve.model.quant import quantize_int4, quantize_int8
 
-# M rows of activations: 1, 2 and 4 are the kernels' tile heights; 3, 5, 7 and 9 mix them.
-ROWS = [1, 2, 3, 4, 5, 7, 9]
+# M rows of activations: 1, 2, 4 and 6 are the kernels' tile heights; 3, 5, 7, 9 and 13 mix them.
+ROWS = [1, 2, 3, 4, 5, 6, 7, 9, 13]
 
 
 def relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -28,28 +28,37 @@ def packed_int4(kernels, w: torch.Tensor, group: int) -> tuple[torch.Tensor, tor
     return kernels.pack_int4(q, s16, low16, group), deq.reshape(n, k)
 
 
+def rounded_like_the_kernels(x: torch.Tensor) -> torch.Tensor:
+    """x (M, K) as the int8 and int4 kernels see it: int8 with one scale per 32 columns, computed
+    in float32 the way the kernels do (max|x| / 127, its reciprocal, round half to even)."""
+    g = x.float().reshape(x.shape[0], -1, 32)
+    s = g.abs().amax(-1, keepdim=True) / 127
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    q = torch.round(g * (1 / s)).clamp(-127, 127)
+    return (q.double() * s.double()).reshape(x.shape)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n, k", [(72, 768), (70, 1024), (9, 64)])  # K off and on the 512 block; N off 8
 @pytest.mark.parametrize("m", ROWS)
 def test_int8_kernel_matches_float64(kernels, m, n, k, dtype):
     torch.manual_seed(m * 1000 + n + k)
     q, scale = quantize_int8(torch.randn(n, k) * 0.02)
+    q[:, :32] = torch.tensor([-128, 127] * 16, dtype=torch.int8)  # the extremes the packing offsets
+    w = q.double() * scale.double()[:, None]
     x = torch.randn(m, k).to(dtype)
-    ref = x.double() @ (q.double() * scale.double()[:, None]).T
-    y = kernels.int8_linear(x, q, scale)
+    y = kernels.int8_linear(x, kernels.pack_int8(q), scale, n, k)
     assert y.dtype == dtype and y.shape == (m, n)
-    # fp32: activations rounded to int16 per 512 columns (~1e-5); bf16: the output's rounding.
-    assert relative_error(y, ref) < (1e-4 if dtype == torch.float32 else 8e-3)
+    # Exact but for float32 sums (and bf16's rounding of the output) once the activations are
+    # rounded as the kernel rounds them; within that int8 rounding of the unrounded ones.
+    assert relative_error(y, rounded_like_the_kernels(x) @ w.T) < (1e-6 if dtype == torch.float32 else 8e-3)
+    assert relative_error(y, x.double() @ w.T) < 2e-2
 
 
-def rounded_like_int4_kernel(x: torch.Tensor) -> torch.Tensor:
-    """x (M, K) as the int4 kernel sees it: int8 with one scale per 32 columns, computed in
-    float32 the way the kernel does (max|x| / 127, its reciprocal, round half to even)."""
-    g = x.float().reshape(x.shape[0], -1, 32)
-    s = g.abs().amax(-1, keepdim=True) / 127
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    q = torch.round(g * (1 / s)).clamp(-127, 127)
-    return (q.double() * s.double()).reshape(x.shape)
+def test_int8_kernel_rejects_a_buffer_of_the_wrong_size(kernels):
+    packed = kernels.pack_int8(torch.zeros(64, 512, dtype=torch.int8))
+    with pytest.raises(RuntimeError, match="wrong size"):
+        kernels.int8_linear(torch.randn(1, 512), packed[:-1], torch.ones(64), 64, 512)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -64,7 +73,7 @@ def test_int4_kernel_matches_float64(kernels, m, group, dtype):
     assert y.dtype == dtype and y.shape == (m, n)
     # Exact but for float32 sums (and bf16's rounding of the output) once the activations are
     # rounded as the kernel rounds them; within the int8 rounding of the unrounded ones.
-    assert relative_error(y, rounded_like_int4_kernel(x) @ deq.T) < (1e-6 if dtype == torch.float32 else 8e-3)
+    assert relative_error(y, rounded_like_the_kernels(x) @ deq.T) < (1e-6 if dtype == torch.float32 else 8e-3)
     assert relative_error(y, x.double() @ deq.T) < 2e-2
 
 
@@ -87,7 +96,8 @@ def test_a_rows_result_does_not_depend_on_the_batch_it_is_in(kernels, mode, dtyp
     w = torch.randn(64, 1024) * 0.02
     if mode == "int8":
         q, scale = quantize_int8(w)
-        matmul = lambda x: kernels.int8_linear(x, q, scale)  # noqa: E731
+        packed = kernels.pack_int8(q)
+        matmul = lambda x: kernels.int8_linear(x, packed, scale, 64, 1024)  # noqa: E731
     elif mode == "int4":
         packed, _ = packed_int4(kernels, w, 32)
         matmul = lambda x: kernels.int4_linear(x, packed, 64, 1024, 32)  # noqa: E731
@@ -95,7 +105,7 @@ def test_a_rows_result_does_not_depend_on_the_batch_it_is_in(kernels, mode, dtyp
         matmul = lambda x: kernels.bf16_linear(x, w.to(torch.bfloat16))  # noqa: E731
     x = torch.randn(70, 1024).to(dtype)
     whole = matmul(x)
-    for m in (1, 2, 3, 4, 5, 7, 9, 64):  # every tile height and mix of them
+    for m in (1, 2, 3, 4, 5, 6, 7, 9, 13, 64):  # every tile height and mix of them
         assert torch.equal(matmul(x[:m]), whole[:m]), m
         assert torch.equal(matmul(x[m - 1:m]), whole[m - 1:m]), m  # alone, the last row of a tile
 

@@ -104,9 +104,11 @@ def test_the_avx2_builds_vnni_path_computes_the_same_bits_as_its_plain_path():
     torch.manual_seed(0)
     w = torch.randn(80, 1536) * 0.02
     q, scale = quantize_int8(w)
+    q[0, :64] = -128  # the extreme: |w| = 128 in the plain path's byte pairs
+    packed8 = plain.pack_int8(q)
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(11, 1536).to(dtype)
-        assert torch.equal(vnni.int8_linear(x, q, scale), plain.int8_linear(x, q, scale))
+        assert torch.equal(vnni.int8_linear(x, packed8, scale, 80, 1536), plain.int8_linear(x, packed8, scale, 80, 1536))
         for group in (32, 128):
             q4, s4, z4 = quantize_int4(w, group)
             packed = plain.pack_int4(q4, s4.half(), (z4 - 8 * s4).half(), group)
@@ -158,7 +160,7 @@ def test_quantized_layers_run_the_default_build():
     int4.set_weight(w)
     assert int8.kernels is cpu_kernels() and int4.kernels is cpu_kernels()
     q, scale = quantize_int8(w)
-    assert torch.equal(int8(x), cpu_kernels().int8_linear(x, q, scale))
+    assert torch.equal(int8(x), cpu_kernels().int8_linear(x, cpu_kernels().pack_int8(q), scale, 64, 512))
     assert int4(x).shape == (3, 64)
 
 

@@ -20,8 +20,10 @@ def test_int8_kernel_matches_dequantized_weights(act, kernels):
     layer.set_weight(w)
     q, scale = quantize_int8(w)
     expected = x @ (q.float() * scale[:, None]).T
-    # fp32: our kernel rounds activations to int16 (relative error ~1e-5), the stock one is exact.
-    tolerance = 2e-4 if act == torch.float32 else 2e-2 * expected.abs().max().item()
+    # The stock kernel is exact in fp32; ours rounds activations to int8 per 32 columns, as
+    # llama.cpp's Q8_0 does (test_cpu_kernels.py checks it is exact once they are so rounded).
+    exact = act == torch.float32 and kernels == "stock"
+    tolerance = 2e-4 if exact else 2e-2 * expected.abs().max().item()
     assert (layer(x) - expected).abs().max().item() < tolerance
     assert (q.float() * scale[:, None] - w).abs().max() <= scale.max() / 2 + 1e-7  # rounding error bound
 

@@ -2,8 +2,8 @@
 float32 on real English text, by perplexity and next-token top-1 agreement.
 
 float32 is the file dequantized (`--quantize none`); int4 keeps the file's Q4_1 blocks exactly
-(`auto`), so its only departures are the int8 rounding of activations in our kernel and the
-int8 output layer; int8 re-rounds every matrix per output channel. Run with -s for the figures.
+(`auto`), so its only departures are the int8 rounding of activations in our kernels and the
+int8 output layer; int8 re-rounds every matrix per output channel (and its activations as int4's). Run with -s for the figures.
 """
 
 import pytest
@@ -38,7 +38,9 @@ def test_the_passage_is_a_few_hundred_tokens_of_real_text(scored):
     assert perplexity_of(out["none"][1], ids) < 100
 
 
-@pytest.mark.parametrize("mode, target", [("int8", 0.01), ("int4", 0.05)])
+# int8: +0.5% with int16 activations; since the kernel rounds activations to int8 per 32 columns
+# (llama.cpp's Q8_0 rounding, for the byte multiply-adds) about +1.1% on this 135M-parameter model.
+@pytest.mark.parametrize("mode, target", [("int8", 0.015), ("int4", 0.05)])
 def test_quantized_perplexity_stays_within_its_target_of_float32(scored, mode, target):
     ids, out = scored
     base = perplexity_of(out["none"][1], ids)

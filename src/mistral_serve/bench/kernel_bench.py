@@ -47,7 +47,8 @@ def _calls(mode: str, w: torch.Tensor, builds: dict) -> dict:
     if mode == "int8":
         q, scale = quantize_int8(w)
         for name, kernels in builds.items():
-            calls[name] = lambda x, kernels=kernels: kernels.int8_linear(x, q, scale)
+            packed = kernels.pack_int8(q)
+            calls[name] = lambda x, kernels=kernels, packed=packed: kernels.int8_linear(x, packed, scale, n, k)
         stock = Int8Linear(k, n, torch.bfloat16, kernel_choice="stock")
     elif mode == "int4":
         q, scale, zero = quantize_int4(w, 32)

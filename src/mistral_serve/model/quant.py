@@ -108,7 +108,8 @@ class Int8Linear(nn.Module):
     def set_quantized(self, q: Tensor, scale: Tensor) -> None:
         """q int8 (N, K), scale (N,), on the target device."""
         self.kernels = usable_kernels(q.device, self.in_features, self.kernel_choice)
-        self.weight = q
+        # Our kernel reads its own layout (pack_int8: the same bytes, reordered and offset).
+        self.weight = self.kernels.pack_int8(q) if self.kernels is not None else q
         # Our kernel takes float32 scales (exact); the stock one the activations' dtype.
         self.scale = scale.float() if self.kernels is not None else scale.to(self.act_dtype)
 
@@ -120,7 +121,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kernels is not None:
-            return self.kernels.int8_linear(kernel_input(x), self.weight, self.scale).to(x.dtype)
+            return self.kernels.int8_linear(kernel_input(x), self.weight, self.scale, self.out_features,
+                                            self.in_features).to(x.dtype)
         if x.device.type == "cpu":
             return torch.ops.aten._weight_int8pack_mm(x.to(self.act_dtype), self.weight, self.scale).to(x.dtype)
         return F.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)

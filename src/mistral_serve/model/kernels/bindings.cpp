@@ -6,7 +6,8 @@
 #include "simd.h"
 
 namespace mskernels {
-at::Tensor int8_linear(at::Tensor x, at::Tensor w, at::Tensor scale);
+at::Tensor int8_linear(at::Tensor x, at::Tensor packed, at::Tensor scale, int64_t N, int64_t K);
+at::Tensor pack_int8(at::Tensor q);
 at::Tensor int4_linear(at::Tensor x, at::Tensor packed, int64_t N, int64_t K, int64_t group_size);
 at::Tensor pack_int4(at::Tensor q, at::Tensor scale, at::Tensor low, int64_t group_size);
 at::Tensor bf16_linear(at::Tensor x, at::Tensor w);
@@ -32,7 +33,8 @@ bool has_vnni() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace mskernels;
-  m.def("int8_linear", &int8_linear, "y = x @ (w * scale[:, None]).T, w int8 (N, K)");
+  m.def("int8_linear", &int8_linear, "y = x @ (W * scale[:, None]).T for int8 weights W (N, K) packed by pack_int8");
+  m.def("pack_int8", &pack_int8, "q int8 (N, K) -> the int8 kernel's buffer");
   m.def("int4_linear", &int4_linear, "y = x @ W.T for int4 weights packed by pack_int4");
   m.def("pack_int4", &pack_int4, "q uint8 (N, K) 0..15, scale and low fp16 (N, K/G) -> the int4 kernel's buffer");
   m.def("bf16_linear", &bf16_linear, "y = x @ w.T, x and w bfloat16 (w (N, K)), float32 sums");
@@ -43,6 +45,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("block_in", &block_in, "a block's RMSNorm, q/k/v matmul and rotary: x (N, dim) -> qkv (N, (H + 2 KV) D)");
   m.def("block_out", &block_out, "a block's output projection, residual and MLP: x, attn (N, H D) -> (N, dim)");
   m.def("isa", [] { return std::string(ISA); }, "the vector instructions of this build: AVX-512 or AVX2");
-  m.def("has_vnni", &has_vnni, "whether the int8 dot products take one VNNI instruction (vpdpwssd, vpdpbusd)");
+  m.def("has_vnni", &has_vnni, "whether the int8 dot products take one VNNI instruction (vpdpbusd)");
   m.def("bf16_isa", [] { return std::string(bf16_isa()); }, "bf16_linear's instructions: AVX512-BF16, AVX-512 or AVX2");
 }

@@ -24,11 +24,11 @@ namespace mskernels {
 // stay in L2 while every tile of activation rows passes over them, so W is read from memory once.
 constexpr int64_t ROWS = 8;
 
-// Runs tile.template operator()<NT, MT>(n, m) over the (N, M) output: tiles of MT = 4, 2 or 1
-// activation rows against NT = NT4, NT2 or NT1 weight rows, and single weight rows for the rest
-// of a chunk. A tile computes each of its outputs in the same order whatever its shape, so a
-// row's result never depends on the rows beside it.
-template <int NT1, int NT2, int NT4, typename Tile>
+// Runs tile.template operator()<NT, MT>(n, m) over the (N, M) output: tiles of MT = MTB (4 or
+// more), 4, 2 or 1 activation rows against NT = NT4 (for MTB and 4 rows), NT2 or NT1 weight rows,
+// and single weight rows for the rest of a chunk. A tile computes each of its outputs in the same
+// order whatever its shape, so a row's result never depends on the rows beside it.
+template <int NT1, int NT2, int NT4, int MTB = 4, typename Tile>
 inline void for_tiles(int64_t M, int64_t N, const Tile& tile) {
   auto row_of_tiles = [&](auto nt, auto mt, int64_t n0, int64_t n1, int64_t m) {
     constexpr int NT = decltype(nt)::value, MT = decltype(mt)::value;
@@ -41,7 +41,9 @@ inline void for_tiles(int64_t M, int64_t N, const Tile& tile) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t n0 = c * ROWS, n1 = std::min(N, n0 + ROWS);
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) row_of_tiles(integral_constant<int, NT4>{}, integral_constant<int, 4>{}, n0, n1, m);
+      for (; m + MTB <= M; m += MTB) row_of_tiles(integral_constant<int, NT4>{}, integral_constant<int, MTB>{}, n0, n1, m);
+      if constexpr (MTB > 4)
+        for (; m + 4 <= M; m += 4) row_of_tiles(integral_constant<int, NT4>{}, integral_constant<int, 4>{}, n0, n1, m);
       for (; m + 2 <= M; m += 2) row_of_tiles(integral_constant<int, NT2>{}, integral_constant<int, 2>{}, n0, n1, m);
       if (m < M) row_of_tiles(integral_constant<int, NT1>{}, integral_constant<int, 1>{}, n0, n1, m);
     }

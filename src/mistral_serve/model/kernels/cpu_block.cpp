@@ -20,14 +20,14 @@
 
 namespace mskernels {
 
-at::Tensor int8_linear(at::Tensor x, at::Tensor w, at::Tensor scale);
+at::Tensor int8_linear(at::Tensor x, at::Tensor packed, at::Tensor scale, int64_t N, int64_t K);
 at::Tensor int4_linear(at::Tensor x, at::Tensor packed, int64_t N, int64_t K, int64_t group_size);
 at::Tensor bf16_linear(at::Tensor x, at::Tensor w);
 at::Tensor rms_norm(at::Tensor x, at::Tensor weight, double eps);
 void rotary_(at::Tensor x, at::Tensor cos, at::Tensor sin);
 
 // One Linear layer as quant.py / dense.py hand it over (their `native_spec`): which kernel, its
-// tensors, and (int4) N, K and the group size.
+// tensors, N, K and (int4) the group size.
 using LinearSpec = std::tuple<int64_t, at::Tensor, at::Tensor, int64_t, int64_t, int64_t>;
 enum LinearKind : int64_t { INT8 = 0, INT4 = 1, BF16 = 2 };
 
@@ -36,7 +36,7 @@ namespace {
 at::Tensor linear(const LinearSpec& spec, const at::Tensor& x) {
   const auto& [kind, a, b, n, k, group] = spec;
   switch (kind) {
-    case INT8: return int8_linear(x, a, b);  // a: int8 (N, K), b: float32 scales (N,)
+    case INT8: return int8_linear(x, a, b, n, k);  // a: pack_int8's buffer, b: float32 scales (N,)
     case INT4: return int4_linear(x, a, n, k, group);  // a: pack_int4's buffer
     case BF16: return bf16_linear(x, a);  // a: bf16 (N, K)
   }

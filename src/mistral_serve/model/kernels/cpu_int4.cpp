@@ -132,7 +132,7 @@ at::Tensor int4_linear(at::Tensor x, at::Tensor packed, int64_t N, int64_t K, in
   check_group(group_size);
   x = x.contiguous();
   const int64_t M = x.numel() / K;
-  const Int8Rows xq = quantize_input<Int8Rows>(x, M, K);
+  const Int8Rows xq = quantize_input(x, M, K);
   const int64_t block_bytes = int4_block_bytes(group_size), row_bytes = xq.nb * block_bytes;
   TORCH_CHECK(packed.scalar_type() == at::kByte && packed.is_contiguous() && packed.numel() == N * row_bytes + 64,
               "packed int4 weight has the wrong size");

@@ -1,17 +1,16 @@
 // The quantized matmuls' activations, rounded to integers once per call (cpu_int8.cpp, cpu_int4.cpp).
 //
-// int8 kernel: int16, one scale per 512-column block (error below max|x| / 65000, finer than
-// the bf16 the model computes with). int4 kernel: int8, one scale per 32-column sub-group
-// (llama.cpp's Q8_0 rounding: error below max|x| / 254 of the sub-group, about 15x smaller than
-// the int4 weights' own). Scales come from a maximum and the values from a rounding, both exact
-// in any order, so both vector widths round the activations identically.
+// int8, one scale per 32-column sub-group: llama.cpp's Q8_0 rounding of activations, error below
+// max|x| / 254 of the sub-group (about 15x smaller than int4 weights' own), and an outlier costs
+// only its own sub-group precision. Scales come from a maximum and the values from a rounding,
+// both exact in any order, so both vector widths round the activations identically.
 #pragma once
 #include "common.h"
 
 namespace mskernels {
 
-constexpr int64_t BLOCK = 512;  // columns per activation scale, and per int4 super-block
-constexpr int64_t SUB = 32;     // columns per int4 sub-group (one int32 lane per block)
+constexpr int64_t BLOCK = 512;  // columns per block of the packed weights (16 sub-groups)
+constexpr int64_t SUB = 32;     // columns per sub-group: one activation scale, one int32 lane per block
 // Activation blocks per thread when rounding them: one decode row (K <= 8192) stays on the calling
 // thread, as starting the thread pool costs more than the rounding.
 constexpr int64_t QUANT_GRAIN = 16;
@@ -36,45 +35,14 @@ struct Blocks {
   explicit Blocks(int64_t K) : kp((K + BLOCK - 1) / BLOCK * BLOCK), nb(kp / BLOCK) {}
 };
 
-// int8 kernel's activations: int16, one scale per 512-column block.
-struct Int16Rows : Blocks {
-  std::vector<int16_t> q;    // (M, Kp); per VBYTES columns the VBYTES/2 even ones, then the odd ones
-  std::vector<float> scale;  // (M, nb)
-  Int16Rows(int64_t M, int64_t K) : Blocks(K), q(M * kp, 0), scale(M * nb, 0.f) {}
-};
-
-template <typename T>
-Int16Rows quantize_int16(const T* x, int64_t M, int64_t K) {
-  Int16Rows r(M, K);
-  at::parallel_for(0, M * r.nb, QUANT_GRAIN, [&](int64_t begin, int64_t end) {
-    alignas(64) float buf[BLOCK];
-    alignas(64) int16_t nat[BLOCK];
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t m = i / r.nb, b = i % r.nb;
-      const float mx = load_block(x + m * K, K, b * BLOCK, buf);
-      const float s = mx > 0.f ? mx / 32767.f : 1.f;
-      const F32 inv = fset(1.f / s);
-      for (int64_t k = 0; k < BLOCK; k += L) store_i16(nat + k, to_int(fmul(fload(buf + k), inv)));
-      r.scale[i] = s;
-      // A weight vector of VBYTES int8 columns becomes an even and an odd int16 vector (see
-      // int8_tile); the activations are stored to match.
-      int16_t* out = r.q.data() + m * r.kp + b * BLOCK;
-      for (int c = 0; c < BLOCK; c += VBYTES)
-        for (int e = 0; e < VBYTES / 2; ++e) {
-          out[c + e] = nat[c + 2 * e];
-          out[c + VBYTES / 2 + e] = nat[c + 2 * e + 1];
-        }
-    }
-  });
-  return r;
-}
-
-// int4 kernel's activations: int8, one scale per 32-column sub-group.
+// The int8 and int4 kernels' activations: int8, one scale per 32-column sub-group.
 struct Int8Rows : Blocks {
-  std::vector<int8_t> q;     // (M, Kp), in the order of the packed nibbles (see quantize_int8)
-  std::vector<float> scale;  // (M, Kp / SUB)
-  std::vector<float> sums;   // (M, Kp / SUB): scale * the sum of the sub-group's rounded values
-  Int8Rows(int64_t M, int64_t K) : Blocks(K), q(M * kp, 0), scale(M * kp / SUB, 0.f), sums(M * kp / SUB, 0.f) {}
+  std::vector<int8_t> q;      // (M, Kp), in the order of the packed weights (see quantize_int8)
+  std::vector<float> scale;   // (M, Kp / SUB)
+  std::vector<float> sums;    // (M, Kp / SUB): scale * the sum of the sub-group's rounded values
+  std::vector<int32_t> qsum;  // (M, Kp / SUB): the sum of the sub-group's rounded values
+  Int8Rows(int64_t M, int64_t K)
+      : Blocks(K), q(M * kp, 0), scale(M * kp / SUB, 0.f), sums(M * kp / SUB, 0.f), qsum(M * kp / SUB, 0) {}
 };
 
 template <typename T>
@@ -100,8 +68,10 @@ Int8Rows quantize_int8(const T* x, int64_t M, int64_t K) {
           store_i8(nat + j * SUB + v, q);
           sum = add32(sum, q);
         }
+        const int total = isum(sum);
         r.scale[b * 16 + j + m * groups] = s;
-        r.sums[b * 16 + j + m * groups] = s * (float)isum(sum);
+        r.sums[b * 16 + j + m * groups] = s * (float)total;
+        r.qsum[b * 16 + j + m * groups] = total;
       }
       // Step t (0..7) of the block is 64 bytes: bytes 4j..4j+3 are sub-group j's columns
       // 4t..4t+3 (the order pack_int4 gives the nibbles), i.e. a transpose of 4-byte words.
@@ -114,15 +84,9 @@ Int8Rows quantize_int8(const T* x, int64_t M, int64_t K) {
   return r;
 }
 
-template <typename Rows>
-Rows quantize_input(const at::Tensor& x, int64_t M, int64_t K) {
-  if constexpr (std::is_same_v<Rows, Int16Rows>) {
-    if (x.scalar_type() == at::kBFloat16) return quantize_int16(x.data_ptr<at::BFloat16>(), M, K);
-    return quantize_int16(x.data_ptr<float>(), M, K);
-  } else {
-    if (x.scalar_type() == at::kBFloat16) return quantize_int8(x.data_ptr<at::BFloat16>(), M, K);
-    return quantize_int8(x.data_ptr<float>(), M, K);
-  }
+inline Int8Rows quantize_input(const at::Tensor& x, int64_t M, int64_t K) {
+  if (x.scalar_type() == at::kBFloat16) return quantize_int8(x.data_ptr<at::BFloat16>(), M, K);
+  return quantize_int8(x.data_ptr<float>(), M, K);
 }
 
 }  // namespace mskernels

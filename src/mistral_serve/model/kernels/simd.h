@@ -16,7 +16,7 @@
 #error "our CPU kernels need AVX-512 (F, BW, VL) or AVX2 with FMA and F16C"
 #endif
 
-// int8 dot products in one instruction (vpdpwssd, vpdpbusd): AVX512-VNNI on the wide build;
+// int8 dot products in one instruction (vpdpbusd): AVX512-VNNI on the wide build;
 // AVX-VNNI on the narrow one, or the EVEX form of the same instructions where the CPU has
 // AVX512-VNNI and AVX512VL (how tests reach this path on a CPU without AVX-VNNI).
 #if defined(MSK_WIDE) ? defined(__AVX512VNNI__) : (defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__)))
@@ -88,6 +88,11 @@ inline I32 iset32(int v) { return _mm512_set1_epi32(v); }
 inline I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
 inline I32 add16(I32 a, I32 b) { return _mm512_add_epi16(a, b); }
 inline I32 and_(I32 a, I32 b) { return _mm512_and_si512(a, b); }
+inline I32 xor_(I32 a, I32 b) { return _mm512_xor_si512(a, b); }
+inline I32 sub32(I32 a, I32 b) { return _mm512_sub_epi32(a, b); }
+inline I32 abs8(I32 a) { return _mm512_abs_epi8(a); }  // |-128| is 128 read as unsigned
+// a with the sign of b in each int8 lane (0 where b is 0 is not needed: callers multiply by |b|).
+inline I32 sign8(I32 a, I32 b) { return _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(b), _mm512_setzero_si512(), a); }
 inline I32 unpacklo16(I32 a, I32 b) { return _mm512_unpacklo_epi16(a, b); }  // within 128-bit lanes
 inline I32 unpackhi16(I32 a, I32 b) { return _mm512_unpackhi_epi16(a, b); }
 template <int S> inline I32 shl16(I32 a) { return _mm512_slli_epi16(a, S); }
@@ -105,8 +110,12 @@ inline void store_i8(int8_t* p, I32 a) { _mm_storeu_si128((__m128i*)p, _mm512_cv
 // The low 16 bits of each int32 lane (all of them < 65536), stored at p.
 inline void store_u16(void* p, I32 a) { _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(a)); }
 #ifdef MSK_VNNI
-inline I32 dpwssd(I32 acc, I32 a, I32 b) { return _mm512_dpwssd_epi32(acc, a, b); }
-inline I32 dpbusd(I32 acc, I32 u, I32 s) { return _mm512_dpbusd_epi32(acc, u, s); }
+// In asm: from the intrinsic, GCC copied every accumulator of an unrolled tile to another
+// register and back at each step (two moves per multiply-add, half the int8 prefill rate).
+inline I32 dpbusd(I32 acc, I32 u, I32 s) {
+  asm("vpdpbusd %[s], %[u], %[acc]" : [acc] "+v"(acc) : [u] "v"(u), [s] "vm"(s));
+  return acc;
+}
 #endif
 
 #else  // 256 bits
@@ -165,6 +174,10 @@ inline I32 iset32(int v) { return _mm256_set1_epi32(v); }
 inline I32 add32(I32 a, I32 b) { return _mm256_add_epi32(a, b); }
 inline I32 add16(I32 a, I32 b) { return _mm256_add_epi16(a, b); }
 inline I32 and_(I32 a, I32 b) { return _mm256_and_si256(a, b); }
+inline I32 xor_(I32 a, I32 b) { return _mm256_xor_si256(a, b); }
+inline I32 sub32(I32 a, I32 b) { return _mm256_sub_epi32(a, b); }
+inline I32 abs8(I32 a) { return _mm256_abs_epi8(a); }
+inline I32 sign8(I32 a, I32 b) { return _mm256_sign_epi8(a, b); }
 inline I32 unpacklo16(I32 a, I32 b) { return _mm256_unpacklo_epi16(a, b); }
 inline I32 unpackhi16(I32 a, I32 b) { return _mm256_unpackhi_epi16(a, b); }
 template <int S> inline I32 shl16(I32 a) { return _mm256_slli_epi16(a, S); }
@@ -189,10 +202,8 @@ inline void store_i8(int8_t* p, I32 a) {
 }
 inline void store_u16(void* p, I32 a) { _mm_storeu_si128((__m128i*)p, _mm_packus_epi32(lo128(a), hi128(a))); }
 #if defined(__AVXVNNI__)
-inline I32 dpwssd(I32 acc, I32 a, I32 b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
 inline I32 dpbusd(I32 acc, I32 u, I32 s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
 #elif defined(MSK_VNNI)
-inline I32 dpwssd(I32 acc, I32 a, I32 b) { return _mm256_dpwssd_epi32(acc, a, b); }
 inline I32 dpbusd(I32 acc, I32 u, I32 s) { return _mm256_dpbusd_epi32(acc, u, s); }
 #endif
 
@@ -218,15 +229,6 @@ inline F32 fexp(F32 x) {
   y = fmadd(y, r, fset(5.0000001201e-1f));
   y = fadd(fmadd(y, fmul(r, r), r), fset(1.f));
   return fmul(y, as_float(shl32<23>(add32(to_int(n), iset32(127)))));
-}
-
-// acc + the int16 pair products a[2i] b[2i] + a[2i+1] b[2i+1] in each int32 lane.
-inline I32 dot_i16(I32 acc, I32 a, I32 b) {
-#ifdef MSK_VNNI
-  return dpwssd(acc, a, b);
-#else
-  return add32(acc, madd16(a, b));
-#endif
 }
 
 }  // namespace mskernels
